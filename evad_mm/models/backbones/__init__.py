@@ -1,0 +1,3 @@
+from .evad_vit import EVADBackboneOutput, EVADViT
+
+__all__ = ['EVADViT', 'EVADBackboneOutput']

@@ -1,0 +1,258 @@
+"""EVAD's ViT encoder with keyframe-centric token pruning."""
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmaction.models.backbones.vit_mae import VisionTransformer
+from mmengine.model import ModuleList
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from evad_mm.registry import MODELS
+from evad_mm.utils.typing_utils import ConfigType, OptMultiConfig
+from ..layers.token_pruning import (gather_kept_tokens, keyframe_first_order,
+                                    keyframe_query_weights, per_layer,
+                                    select_non_keyframe_tokens)
+from ..layers.transformer import TransformerBlock, resize_position_table
+
+
+class EVADBackboneOutput(NamedTuple):
+    """What :class:`EVADViT` returns.
+
+    Attributes:
+        keyframe_feats (tuple[Tensor]): (B, C, h, w) keyframe tokens after each
+            ``out_indices`` block, before the final norm.
+        tokens (Tensor): (B, M, C) tokens after the final norm: the h*w
+            keyframe tokens first (raster order), then the kept non-keyframe
+            tokens.
+        token_index (Tensor): (B, M) int64 position of each token in the
+            flattened (t, h, w) grid (t-major).
+        grid (tuple[int]): (t, h, w).
+    """
+    keyframe_feats: Tuple[Tensor, ...]
+    tokens: Tensor
+    token_index: Tensor
+    grid: Tuple[int, int, int]
+
+
+def _check_block_indices(indices: Sequence[int], depth: int,
+                         name: str) -> Tuple[int, ...]:
+    indices = tuple(int(i) for i in indices)
+    if any(i < 0 or i >= depth for i in indices):
+        raise ValueError(f'{name}={indices}: every block index must lie in '
+                         f'[0, depth={depth}).')
+    if list(indices) != sorted(set(indices)):
+        raise ValueError(f'{name}={indices}: block indices must be sorted '
+                         'and not repeated.')
+    return indices
+
+
+@MODELS.register_module()
+class EVADViT(VisionTransformer):
+    """VideoMAE ViT with keyframe-centric token pruning (EVAD, ICCV 2023).
+
+    A drop-in for mmaction2's :class:`VisionTransformer` state dict (same
+    module names), so mmaction2's VideoMAE checkpoints load as they are.
+    The keyframe is temporal slice ``t // 2`` (t = T / tubelet_size). In each
+    block of ``prune_layers`` the attention map of all current tokens ranks
+    the non-keyframe tokens (keyframe queries weighted by
+    ``keyframe_weight``); ``ceil(keep_rate * N)`` tokens survive, all
+    keyframe tokens among them, before the block's MLP.
+
+    Args:
+        img_size (int): Frame size the position table was made for.
+            Defaults to 224.
+        patch_size (int): Spatial patch size. Defaults to 16.
+        in_channels (int): Input channels. Defaults to 3.
+        embed_dims (int): Token width. Defaults to 768.
+        depth (int): Number of blocks. Defaults to 12.
+        num_heads (int): Attention heads. Defaults to 12.
+        mlp_ratio (float): MLP hidden width over ``embed_dims``. Defaults to 4.
+        qkv_bias (bool): q and v biases. Defaults to True.
+        drop_path_rate (float): Stochastic depth, linear from 0 to this.
+            Defaults to 0.
+        norm_cfg (dict): Norm config. Defaults to LN with eps 1e-6.
+        num_frames (int): Input frames T. Defaults to 16.
+        tubelet_size (int): Frames per token. Defaults to 2.
+        prune_layers (Sequence[int]): 0-based blocks that prune.
+            Defaults to (3, 6, 9).
+        keep_rate (float | Sequence[float]): rho in (0, 1], one value or one
+            per prune layer. Defaults to 0.7. Changeable after training.
+        keyframe_weight (float): w_kf > 0. Defaults to 1.
+        out_indices (Sequence[int]): Blocks whose keyframe tokens are
+            returned for localization. Defaults to (2, 5, 8, 11).
+        with_cp (bool): Activation checkpointing of every block.
+            Defaults to False.
+        fused_attn (bool): Fused attention where no scores are needed.
+            Defaults to True.
+        init_cfg (dict | list[dict], optional): Defaults to truncated-normal
+            Linear and unit LayerNorm init, as mmaction2's ViT.
+    """
+
+    def __init__(self,
+                 img_size: int = 224,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 embed_dims: int = 768,
+                 depth: int = 12,
+                 num_heads: int = 12,
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 drop_path_rate: float = 0.,
+                 norm_cfg: ConfigType = dict(type='LN', eps=1e-6),
+                 num_frames: int = 16,
+                 tubelet_size: int = 2,
+                 prune_layers: Sequence[int] = (3, 6, 9),
+                 keep_rate: Union[float, Sequence[float]] = 0.7,
+                 keyframe_weight: float = 1.0,
+                 out_indices: Sequence[int] = (2, 5, 8, 11),
+                 with_cp: bool = False,
+                 fused_attn: bool = True,
+                 init_cfg: OptMultiConfig = None) -> None:
+        if embed_dims % num_heads != 0:
+            raise ValueError(
+                f'embed_dims ({embed_dims}) must be divisible by num_heads '
+                f'({num_heads}).')
+        if tubelet_size < 1 or num_frames % tubelet_size != 0:
+            raise ValueError(
+                f'num_frames ({num_frames}) must be a multiple of '
+                f'tubelet_size ({tubelet_size}).')
+        if keyframe_weight <= 0:
+            raise ValueError(
+                f'keyframe_weight must be > 0, got {keyframe_weight}.')
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),
+                dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+            ]
+        super().__init__(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            embed_dims=embed_dims,
+            depth=0,
+            num_heads=num_heads,
+            norm_cfg=norm_cfg,
+            num_frames=num_frames,
+            tubelet_size=tubelet_size,
+            use_mean_pooling=False,
+            init_cfg=init_cfg)
+        self.depth = depth
+        self.num_frames = num_frames
+        self.tubelet_size = tubelet_size
+        self.in_channels = in_channels
+        self.prune_layers = _check_block_indices(prune_layers, depth,
+                                                 'prune_layers')
+        self.out_indices = _check_block_indices(out_indices, depth,
+                                                'out_indices')
+        self.keep_rate = keep_rate
+        self.keyframe_weight = float(keyframe_weight)
+        self.with_cp = with_cp
+        rates = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
+        self.blocks = ModuleList([
+            TransformerBlock(
+                embed_dims,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                drop_path_rate=rates[i],
+                norm_cfg=norm_cfg,
+                fused_attn=fused_attn) for i in range(depth)
+        ])
+
+    @property
+    def keep_rate(self) -> Tuple[float, ...]:
+        """One keep rate per prune layer."""
+        return self._keep_rates
+
+    @keep_rate.setter
+    def keep_rate(self, value: Union[float, Sequence[float]]) -> None:
+        rates = per_layer(value, len(self.prune_layers), 'keep_rate')
+        if any(not 0 < r <= 1 for r in rates):
+            raise ValueError(
+                f'keep_rate={value}: every rate must lie in (0, 1].')
+        self._keep_rates = rates
+
+    def set_fused_attn(self, fused: bool) -> None:
+        """Switch all blocks between fused and eager attention."""
+        for block in self.blocks:
+            block.attn.fused_attn = fused
+
+    def _embed(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int, int]]:
+        """(B, C, T, H, W) -> tokens (B, t*h*w, C) with positions, grid."""
+        if x.dim() != 5:
+            raise ValueError(f'EVADViT expects (B, C, T, H, W) clips, got a '
+                             f'tensor of shape {tuple(x.shape)}.')
+        B, C, T, H, W = x.shape
+        if C != self.in_channels:
+            raise ValueError(f'EVADViT was built for {self.in_channels} '
+                             f'input channels, got {C} (shape '
+                             f'{tuple(x.shape)}); check FormatShape.')
+        if T != self.num_frames:
+            raise ValueError(
+                f'EVADViT was built for num_frames={self.num_frames} '
+                f'({self.num_frames // self.tubelet_size} tubelets), got a '
+                f'clip of {T} frames; set clip_len in SampleAVAFrames or '
+                f'num_frames in the backbone config to match.')
+        if H < self.patch_size or W < self.patch_size:
+            raise ValueError(f'clip of {H}x{W} pixels is smaller than one '
+                             f'{self.patch_size}x{self.patch_size} patch.')
+        pad_h, pad_w = -H % self.patch_size, -W % self.patch_size
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        h, w = (H + pad_h) // self.patch_size, (W + pad_w) // self.patch_size
+        x = self.patch_embed(x)[0]
+        pos_embed = resize_position_table(self.pos_embed, self.grid_size,
+                                          (h, w))
+        return x + pos_embed.to(x.dtype), (T // self.tubelet_size, h, w)
+
+    def _run_block(self, block: TransformerBlock, x: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            return checkpoint(block, x, use_reentrant=False)
+        return block(x)
+
+    def forward(self, x: Tensor) -> EVADBackboneOutput:
+        """Encode a clip.
+
+        Args:
+            x (Tensor): (B, C, T, H, W); H and W need not be multiples of the
+                patch size (zero padding bottom/right).
+
+        Returns:
+            EVADBackboneOutput: see its docstring.
+        """
+        x, grid = self._embed(x)
+        t, h, w = grid
+        num_key = h * w
+        order = keyframe_first_order(grid, t // 2, device=x.device)
+        x = x[:, order]
+        token_index = order.unsqueeze(0).expand(x.shape[0], -1)
+        keyframe_feats: List[Tensor] = []
+        rates = dict(zip(self.prune_layers, self.keep_rate))
+        for i, block in enumerate(self.blocks):
+            if rates.get(i, 1.0) < 1.0:
+                x, token_index = self._prune_block(block, x, token_index,
+                                                   num_key, rates[i])
+            else:
+                x = self._run_block(block, x)
+            if i in self.out_indices:
+                keyframe_feats.append(x[:, :num_key].transpose(1, 2).reshape(
+                    x.shape[0], -1, h, w))
+        return EVADBackboneOutput(
+            tuple(keyframe_feats), self.norm(x), token_index, grid)
+
+    def _prune_block(self, block: TransformerBlock, x: Tensor,
+                     token_index: Tensor, num_key: int,
+                     keep_rate: float) -> Tuple[Tensor, Tensor]:
+        """Attention on all N tokens, keep ceil(rho*N), then the MLP."""
+        weights = keyframe_query_weights(x.shape[1], num_key,
+                                         self.keyframe_weight, x.device)
+        x, scores = block.attention_residual(x, query_weights=weights)
+        keep = select_non_keyframe_tokens(scores, num_key, keep_rate)
+        if keep is not None:
+            x, token_index = gather_kept_tokens((x, token_index), keep,
+                                                num_key)
+        if self.with_cp and x.requires_grad:
+            return checkpoint(block.mlp_residual, x,
+                              use_reentrant=False), token_index
+        return block.mlp_residual(x), token_index

@@ -1,0 +1,3 @@
+from .keyframe_pyramid_neck import KeyframePyramidNeck
+
+__all__ = ['KeyframePyramidNeck']

@@ -1,0 +1,3 @@
+from .match_costs import SigmoidClassificationCost
+
+__all__ = ['SigmoidClassificationCost']
