@@ -1,0 +1,180 @@
+# A small EVAD trained from scratch on the built-in toy AVA data
+# (tools/make_toy_ava.py): the same modules as the AVA configs, pruning on
+# (keep rate 0.7), mmaction2's AVADataset / transforms / AVAMetric, sized for
+# a 2-core CPU. `make demo` generates the data and runs train + test.
+_base_ = [
+    'mmaction::_base_/default_runtime.py', '_base_/models/evad_vit-b.py'
+]
+custom_imports = dict(imports=['evad_mm'], allow_failed_imports=False)
+
+data_root = 'data/toy_ava'
+classes = ('move_left', 'move_right', 'grow', 'shrink', 'stand_still',
+           'striped', 'wave')
+num_classes = len(classes) + 1
+num_stages = 3
+decoder_depth = 2
+num_loss_terms = num_stages * 3 + decoder_depth
+embed_dims = 128
+fpn_channels = 64
+
+model = dict(
+    backbone=dict(
+        img_size=128,
+        embed_dims=embed_dims,
+        depth=6,
+        num_heads=4,
+        drop_path_rate=0.,
+        num_frames=8,
+        prune_layers=(2, 3, 4),
+        keep_rate=0.7,
+        out_indices=(1, 2, 4, 5)),
+    neck=dict(in_channels=embed_dims, out_channels=fpn_channels),
+    rpn_head=dict(num_proposals=20, proposal_feature_channel=fpn_channels),
+    roi_head=dict(
+        num_stages=num_stages,
+        stage_loss_weights=[1. / num_loss_terms] * num_stages,
+        proposal_feature_channel=fpn_channels,
+        bbox_roi_extractor=dict(out_channels=fpn_channels),
+        bbox_head=[
+            dict(
+                type='DIIHead',
+                num_classes=1,
+                num_ffn_fcs=2,
+                num_heads=4,
+                num_cls_fcs=1,
+                num_reg_fcs=2,
+                feedforward_channels=256,
+                in_channels=fpn_channels,
+                dropout=0.0,
+                ffn_act_cfg=dict(type='ReLU', inplace=True),
+                dynamic_conv_cfg=dict(
+                    type='DynamicConv',
+                    in_channels=fpn_channels,
+                    feat_channels=16,
+                    out_channels=fpn_channels,
+                    input_feat_shape=7,
+                    act_cfg=dict(type='ReLU', inplace=True),
+                    norm_cfg=dict(type='LN')),
+                loss_cls=dict(
+                    type='CrossEntropyLoss', use_sigmoid=True,
+                    loss_weight=2.0),
+                loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+                loss_iou=dict(type='GIoULoss', loss_weight=2.0),
+                bbox_coder=dict(
+                    type='DeltaXYWHBBoxCoder',
+                    clip_border=False,
+                    target_means=[0., 0., 0., 0.],
+                    target_stds=[0.5, 0.5, 1., 1.]))
+            for _ in range(num_stages)
+        ],
+        train_cfg=[
+            dict(
+                assigner=dict(
+                    type='HungarianAssigner',
+                    match_costs=[
+                        dict(type='SigmoidClassificationCost', weight=2.0),
+                        dict(type='BBoxL1Cost', weight=5.0,
+                             box_format='xyxy'),
+                        dict(type='IoUCost', iou_mode='giou', weight=2.0)
+                    ]),
+                sampler=dict(type='PseudoSampler'),
+                pos_weight=10.) for _ in range(num_stages)
+        ],
+        test_cfg=dict(max_per_img=20, score_thr=0.5)),
+    action_head=dict(
+        num_classes=num_classes,
+        in_channels=embed_dims,
+        embed_dims=128,
+        depth=decoder_depth,
+        num_heads=4,
+        drop_path_rate=0.,
+        hidden_channels=256,
+        pos_grid=(4, 8, 8),
+        loss_weight=12. / num_loss_terms))
+
+dataset_type = 'AVADataset'
+ann_root = f'{data_root}/annotations'
+fps = 10
+timestamp_start = 900
+timestamp_end = 914
+dataset_common = dict(
+    type=dataset_type,
+    label_file=f'{ann_root}/action_list.pbtxt',
+    proposal_file=None,
+    num_classes=num_classes,
+    fps=fps,
+    timestamp_start=timestamp_start,
+    timestamp_end=timestamp_end,
+    data_prefix=dict(img=f'{data_root}/rawframes'))
+
+train_pipeline = [
+    dict(type='SampleAVAFrames', clip_len=8, frame_interval=2),
+    dict(type='RawFrameDecode'),
+    dict(type='Resize', scale=(-1, 128), keep_ratio=True),
+    dict(type='Flip', flip_ratio=0.5),
+    dict(type='FormatShape', input_format='NCTHW', collapse=True),
+    dict(type='PackActionInputs')
+]
+val_pipeline = [
+    dict(type='SampleAVAFrames', clip_len=8, frame_interval=2,
+         test_mode=True),
+    dict(type='RawFrameDecode'),
+    dict(type='Resize', scale=(-1, 128), keep_ratio=True),
+    dict(type='FormatShape', input_format='NCTHW', collapse=True),
+    dict(type='PackActionInputs')
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        ann_file=f'{ann_root}/train.csv',
+        exclude_file=f'{ann_root}/train_excluded_timestamps.csv',
+        pipeline=train_pipeline,
+        **dataset_common))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        ann_file=f'{ann_root}/val.csv',
+        exclude_file=f'{ann_root}/val_excluded_timestamps.csv',
+        pipeline=val_pipeline,
+        test_mode=True,
+        **dataset_common))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(
+    type='AVAMetric',
+    ann_file=f'{ann_root}/val.csv',
+    label_file=f'{ann_root}/action_list.pbtxt',
+    exclude_file=f'{ann_root}/val_excluded_timestamps.csv',
+    num_classes=num_classes)
+test_evaluator = val_evaluator
+
+max_epochs = 12
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1,
+    val_interval=2)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
+    paramwise_cfg=dict(flat_decay_mult=0.),
+    clip_grad=dict(max_norm=1.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - 1, by_epoch=True,
+         begin=1, end=max_epochs, convert_to_iter_based=True)
+]
+model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                         find_unused_parameters=True)
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=2, max_keep_ckpts=1,
+                    save_best='mAP/overall', rule='greater'))
+randomness = dict(seed=0)
+env_cfg = dict(dist_cfg=dict(backend='gloo'))

@@ -1,0 +1,54 @@
+"""Shared helpers: tiny EVAD configs and mmaction2 data samples."""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+
+import evad_mm  # noqa: F401  (shims + registration before mmaction)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED = osp.join(osp.dirname(REPO), 'shared')
+
+
+def toy_model_cfg(**overrides):
+    """The model of configs/evad_toy_ava.py, as a dict."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'evad_toy_ava.py'))
+    model = copy.deepcopy(cfg.model.to_dict())
+    for key, value in overrides.items():
+        model[key].update(value)
+    return model
+
+
+def action_samples(num_boxes, size=(64, 96), num_classes=8, seed=0):
+    """ActionDataSamples as AVADataset + PackActionInputs give them."""
+    from mmaction.structures import ActionDataSample
+    from mmengine.structures import InstanceData
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    samples = []
+    for i, n in enumerate(num_boxes):
+        xy = torch.rand(n, 2, generator=g) * torch.tensor([w * .5, h * .5])
+        wh = torch.rand(n, 2, generator=g) * torch.tensor([w * .4, h * .4])
+        wh = wh + 8
+        labels = torch.zeros(n, num_classes)
+        if n:
+            labels[torch.arange(n),
+                   torch.randint(1, num_classes, (n, ), generator=g)] = 1
+        sample = ActionDataSample()
+        sample.set_metainfo(
+            dict(img_shape=size, img_key=f'v{i},0901', video_id=f'v{i}',
+                 timestamp=901))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1), labels=labels)
+        samples.append(sample)
+    return samples
+
+
+@pytest.fixture
+def shared_dir():
+    if not osp.isdir(SHARED):
+        pytest.skip('../shared is not present (only in the development '
+                    'workspace)')
+    return SHARED

@@ -1,0 +1,113 @@
+"""The EVAD detector through mmaction2's data preprocessor."""
+import math
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from evad_mm.registry import MODELS
+from tests.conftest import REPO, action_samples, toy_model_cfg
+
+
+def build_toy(seed=0, **overrides):
+    torch.manual_seed(seed)
+    model = MODELS.build(toy_model_cfg(**overrides))
+    model.init_weights()
+    return model
+
+
+def batch(num_boxes, size=(64, 96), **kwargs):
+    samples = action_samples(num_boxes, size=size, **kwargs)
+    inputs = [
+        torch.randint(0, 256, (3, 8, *size), dtype=torch.uint8)
+        for _ in num_boxes
+    ]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+@pytest.mark.parametrize('num_boxes', [[2, 1], [0, 3], [0, 0]])
+def test_loss_and_backward(num_boxes):
+    model = build_toy().train()
+    data = model.data_preprocessor(batch(num_boxes), training=True)
+    losses = model(**data, mode='loss')
+    assert 's0.loss_cls' in losses and 's2.loss_iou' in losses
+    assert 'd1.loss_action' in losses
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    assert model.backbone.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_predict_gives_what_ava_metric_reads():
+    model = build_toy().eval()
+    data = model.data_preprocessor(batch([1, 2], size=(70, 90)))
+    with torch.no_grad():
+        results = model(**data, mode='predict')
+    for r in results:
+        pred = r.pred_instances
+        assert pred.bboxes.shape[1] == 4 and len(pred.bboxes) >= 1
+        assert pred.bboxes.min() >= 0 and pred.bboxes.max() <= 1
+        assert pred.scores.shape == (len(pred.bboxes), 8)
+        assert torch.all(pred.scores[:, 0] == 0)
+        assert r.video_id and r.timestamp == 901
+
+
+def test_inputs_are_padded_to_the_size_divisor():
+    model = build_toy().eval()
+    with torch.no_grad():
+        fpn, _ = model.extract_feat(model._pad(torch.randn(1, 3, 8, 70, 90)))
+    assert fpn[0].shape[-2:] == (96 // 4, 96 // 4)
+
+
+def test_plain_feature_map_backbone():
+    """mmaction2's VisionTransformer with return_feat_map=True."""
+    cfg = toy_model_cfg()
+    cfg['backbone'] = dict(
+        type='VisionTransformer', img_size=64, embed_dims=128, depth=2,
+        num_heads=4, num_frames=8, use_mean_pooling=False,
+        return_feat_map=True)
+    cfg['neck']['scale_factors'] = (1, )
+    cfg['neck']['fpn'] = dict(type='FPN')
+    cfg['roi_head']['bbox_roi_extractor']['featmap_strides'] = [16]
+    model = MODELS.build(cfg)
+    model.init_weights()
+    data = model.data_preprocessor(batch([1, 1]), training=True)
+    losses = model(**data, mode='loss')
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+
+
+def test_tiny_evad_overfits_two_clips():
+    model = build_toy(seed=1).train()
+    data = model.data_preprocessor(batch([1, 2], seed=3), training=True)
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    first = None
+    for step in range(40):
+        losses = model(**data, mode='loss')
+        total = sum(v for k, v in losses.items() if 'loss' in k)
+        if first is None:
+            first = total.item()
+        optim.zero_grad()
+        total.backward()
+        optim.step()
+    assert total.item() < first / 2, (first, total.item())
+
+
+@pytest.mark.parametrize('name', [
+    'evad_vitb_ava.py', 'evad_vitb_ava_rho1.0.py',
+    'evad_vitb_ava_rho0.6_wkf4.py', 'evad_vitb_ava_short224.py',
+    'evad_vitb_ava_short256.py', 'evad_vitl_ava.py', 'evad_toy_ava.py'
+])
+def test_configs_parse(name):
+    cfg = Config.fromfile(f'{REPO}/configs/{name}')
+    assert cfg.model.type == 'EVAD'
+    assert cfg.default_scope == 'mmaction'
+    assert cfg.custom_imports['imports'] == ['evad_mm']
+
+
+def test_keep_rate_from_cfg_options():
+    cfg = Config.fromfile(f'{REPO}/configs/evad_vitb_ava.py')
+    cfg.merge_from_dict({'model.backbone.keep_rate': 0.6})
+    assert cfg.model.backbone.keep_rate == 0.6
+    assert math.isclose(
+        Config.fromfile(f'{REPO}/configs/evad_vitb_ava_rho1.0.py')
+        .model.backbone.keep_rate, 1.0)
