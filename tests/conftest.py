@@ -52,3 +52,12 @@ def shared_dir():
         pytest.skip('../shared is not present (only in the development '
                     'workspace)')
     return SHARED
+
+
+@pytest.fixture(autouse=True)
+def mmaction_default_scope():
+    """Build in mmaction's scope, as configs with default_scope='mmaction'
+    do, whatever scope an earlier test's Runner left behind."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        yield
