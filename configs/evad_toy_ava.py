@@ -18,6 +18,9 @@ embed_dims = 128
 fpn_channels = 64
 
 model = dict(
+    # trained from scratch: early predicted boxes are poor, so the action
+    # head also learns from the ground-truth boxes
+    train_cfg=dict(add_gt_as_actors=True),
     backbone=dict(
         img_size=128,
         embed_dims=embed_dims,
@@ -56,7 +59,10 @@ model = dict(
                     act_cfg=dict(type='ReLU', inplace=True),
                     norm_cfg=dict(type='LN')),
                 loss_cls=dict(
-                    type='CrossEntropyLoss', use_sigmoid=True,
+                    type='FocalLoss',
+                    use_sigmoid=True,
+                    gamma=2.0,
+                    alpha=0.25,
                     loss_weight=2.0),
                 loss_bbox=dict(type='L1Loss', loss_weight=5.0),
                 loss_iou=dict(type='GIoULoss', loss_weight=2.0),
@@ -78,7 +84,7 @@ model = dict(
                         dict(type='IoUCost', iou_mode='giou', weight=2.0)
                     ]),
                 sampler=dict(type='PseudoSampler'),
-                pos_weight=10.) for _ in range(num_stages)
+                pos_weight=1.) for _ in range(num_stages)
         ],
         test_cfg=dict(max_per_img=20, score_thr=0.5)),
     action_head=dict(

@@ -111,3 +111,28 @@ def test_keep_rate_from_cfg_options():
     assert math.isclose(
         Config.fromfile(f'{REPO}/configs/evad_vitb_ava_rho1.0.py')
         .model.backbone.keep_rate, 1.0)
+
+
+def test_full_vitb_config_trains_and_predicts_one_step():
+    """configs/evad_vitb_ava.py's whole model (no pretrained download),
+    on a small clip to stay fast on a CPU."""
+    cfg = Config.fromfile(f'{REPO}/configs/evad_vitb_ava.py')
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    num_params = sum(p.numel() for p in model.parameters())
+    assert 150e6 < num_params < 220e6  # paper, Table 1a: 185M
+    samples = action_samples([2], size=(96, 96), num_classes=81)
+    data = dict(
+        inputs=[torch.randint(0, 256, (3, 16, 96, 96), dtype=torch.uint8)],
+        data_samples=samples)
+    model.train()
+    losses = model(**model.data_preprocessor(data, training=True),
+                   mode='loss')
+    assert len([k for k in losses if 'loss' in k]) == 6 * 3 + 6
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    model.eval()
+    with torch.no_grad():
+        pred = model(**model.data_preprocessor(data), mode='predict')
+    assert pred[0].pred_instances.scores.shape[1] == 81

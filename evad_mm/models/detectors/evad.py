@@ -49,6 +49,11 @@ class EVAD(BaseModel):
             ``ActionDataPreprocessor``.
         size_divisor (int): Inputs are zero-padded bottom/right to a
             multiple of this; boxes stay in unpadded pixels. Defaults to 32.
+        train_cfg (dict, optional): ``add_gt_as_actors=True`` also trains
+            the action head on the ground-truth boxes, besides the
+            predicted boxes matched to them (EVAD trains on the matched
+            boxes only, the default). Helps a localization trained from
+            scratch, whose early boxes are poor.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -60,6 +65,7 @@ class EVAD(BaseModel):
                  action_head: ConfigType,
                  data_preprocessor: OptConfigType = None,
                  size_divisor: int = 32,
+                 train_cfg: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         if isinstance(data_preprocessor, dict):
             # mmaction2's preprocessors, whatever the current default scope
@@ -72,6 +78,11 @@ class EVAD(BaseModel):
         self.roi_head = MODELS.build(_mmdet_scoped(roi_head))
         self.action_head = MODELS.build(action_head)
         self.size_divisor = size_divisor
+        self.train_cfg = dict(train_cfg or {})
+        unknown = set(self.train_cfg) - {'add_gt_as_actors'}
+        if unknown:
+            raise ValueError(f'EVAD train_cfg has unknown keys {unknown}; '
+                             "the only one is 'add_gt_as_actors'.")
 
     def extract_feat(self, inputs: Tensor) -> Tuple[Tuple[Tensor, ...], object]:
         """Backbone and neck.
@@ -140,6 +151,16 @@ class EVAD(BaseModel):
         _, proposals = self.rpn_head.loss_and_predict(fpn_maps, det_samples)
         losses, actors = self.roi_head.loss_and_actors(fpn_maps, proposals,
                                                        det_samples)
+        if self.train_cfg.get('add_gt_as_actors', False):
+            actors = [
+                InstanceData(
+                    bboxes=torch.cat([a.bboxes, s.gt_instances.bboxes]),
+                    gt_inds=torch.cat([
+                        a.gt_inds,
+                        torch.arange(
+                            len(s.gt_instances), device=a.gt_inds.device)
+                    ])) for a, s in zip(actors, data_samples)
+            ]
         rois = bbox2roi([a.bboxes for a in actors])
         labels = torch.cat([
             s.gt_instances.labels[a.gt_inds]

@@ -4,6 +4,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmaction.models.backbones.vit_mae import get_sinusoid_encoding
+from mmdet.utils import reduce_mean
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
@@ -269,12 +270,16 @@ class ContextRefinementHead(BaseModule):
                 'set num_classes of the head to that of the dataset.')
         logits = self(feats, rois, img_shapes)
         targets = labels[:, 1:].to(logits[0].dtype)
+        # mean over boxes of all processes, so that distributed training
+        # matches one process with the whole batch
+        num_boxes = reduce_mean(targets.new_tensor(float(len(rois))))
+        avg_factor = num_boxes.clamp(min=1.) * targets.shape[1]
         losses = {}
         for j, logit in enumerate(logits):
-            if len(rois) == 0:
-                loss = sum(p.sum() for p in self.parameters()) * 0.
-            else:
-                loss = F.binary_cross_entropy_with_logits(logit, targets)
+            loss = F.binary_cross_entropy_with_logits(
+                logit, targets, reduction='sum') / avg_factor
+            if len(rois) == 0:  # keep every parameter in the graph
+                loss = loss + sum(p.sum() for p in self.parameters()) * 0.
             losses[f'd{j}.loss_action'] = loss * self.loss_weight
         return losses
 
