@@ -136,3 +136,34 @@ def test_full_vitb_config_trains_and_predicts_one_step():
     with torch.no_grad():
         pred = model(**model.data_preprocessor(data), mode='predict')
     assert pred[0].pred_instances.scores.shape[1] == 81
+
+
+@pytest.mark.parametrize('add_gt', [False, True])
+def test_add_gt_as_actors(add_gt, monkeypatch):
+    cfg = toy_model_cfg()
+    cfg['train_cfg'] = dict(add_gt_as_actors=add_gt)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    seen = {}
+    loss = model.action_head.loss
+
+    def spy(feats, rois, labels, img_shapes=None):
+        seen['rois'], seen['labels'] = rois, labels
+        return loss(feats, rois, labels, img_shapes)
+
+    monkeypatch.setattr(model.action_head, 'loss', spy)
+    data = model.data_preprocessor(batch([2, 1]), training=True)
+    model(**data, mode='loss')
+    # Hungarian matching gives every ground truth exactly one box
+    assert len(seen['rois']) == (6 if add_gt else 3)
+    gt = torch.cat([s.gt_instances.labels for s in data['data_samples']])
+    if add_gt:
+        assert torch.equal(seen['labels'][2:4], gt[:2])
+
+
+def test_unknown_train_cfg_key():
+    cfg = toy_model_cfg()
+    cfg['train_cfg'] = dict(add_gt_as_actor=True)
+    with pytest.raises(ValueError, match='add_gt_as_actors'):
+        MODELS.build(cfg)
