@@ -184,3 +184,4 @@ default_hooks = dict(
                     save_best='mAP/overall', rule='greater'))
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
+custom_hooks = [dict(type='InvalidLossHook', interval=1)]

@@ -22,3 +22,4 @@ model_wrapper_cfg = dict(type='MMDistributedDataParallel',
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2,
                                      save_best='auto'))
 randomness = dict(seed=0)
+custom_hooks = [dict(type='InvalidLossHook', interval=1)]

@@ -5,6 +5,7 @@ Importing this package applies the compatibility shims of
 RoI extractors and heads, mmdet's) registries.
 """
 from . import compat  # noqa: F401  (must run before mmaction is imported)
+from .engine import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .version import __version__
 

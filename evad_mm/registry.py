@@ -5,8 +5,8 @@ RoI extractors and heads are also registered in mmdet's ``MODELS``, as
 mmaction2 does with its own AVA heads, so that mmdet-scoped detectors such as
 ``FastRCNN`` can use them. ``TASK_UTILS`` is mmdet's (match costs).
 """
-from mmaction.registry import MODELS
+from mmaction.registry import HOOKS, MODELS
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.registry import TASK_UTILS
 
-__all__ = ['MODELS', 'MMDET_MODELS', 'TASK_UTILS']
+__all__ = ['HOOKS', 'MODELS', 'MMDET_MODELS', 'TASK_UTILS']

@@ -167,3 +167,37 @@ def test_unknown_train_cfg_key():
     cfg['train_cfg'] = dict(add_gt_as_actor=True)
     with pytest.raises(ValueError, match='add_gt_as_actors'):
         MODELS.build(cfg)
+
+
+def test_bad_ground_truth_boxes_are_clipped_or_dropped():
+    model = build_toy().train()
+    data = batch([3, 1])
+    boxes = data['data_samples'][0].gt_instances.bboxes
+    boxes[0] = torch.tensor([50., 10., 20., 40.])  # inverted
+    boxes[1] = torch.tensor([-30., -5., 200., 300.])  # out of frame
+    boxes[2] = torch.tensor([10., 10., 10., 30.])  # zero area
+    data = model.data_preprocessor(data, training=True)
+    with pytest.warns(UserWarning, match=r'v0,0901: dropped 2 of 3'):
+        losses = model(**data, mode='loss')
+    assert all(torch.isfinite(v) for k, v in losses.items() if 'loss' in k)
+    kept = data['data_samples'][0].gt_instances
+    assert len(kept) == 1
+    assert kept.bboxes.tolist() == [[0., 0., 96., 64.]]
+
+
+def test_invalid_loss_hook_names_the_term():
+    from evad_mm.engine.hooks import InvalidLossHook
+
+    class FakeRunner:
+        iter = 6
+
+    hook = InvalidLossHook()
+    outputs = dict(loss=torch.tensor(float('nan')),
+                   **{'s1.loss_iou': torch.tensor(float('inf')),
+                      's1.loss_cls': torch.tensor(0.5),
+                      's1.pos_acc': torch.tensor(float('nan'))})
+    with pytest.raises(FloatingPointError, match=r"s1.loss_iou.*iteration 7|"
+                       r"iteration 7.*s1.loss_iou"):
+        hook.after_train_iter(FakeRunner(), 0, outputs=outputs)
+    hook.after_train_iter(FakeRunner(), 0,
+                          outputs=dict(loss=torch.tensor(1.)))

@@ -85,6 +85,10 @@ class EVADViT(VisionTransformer):
             Defaults to False.
         fused_attn (bool): Fused attention where no scores are needed.
             Defaults to True.
+        use_mean_pooling (bool): For recognition (e.g. in mmaction2's
+            ``Recognizer3D``): return ``fc_norm`` of the mean of the kept
+            tokens, (B, C), instead of :class:`EVADBackboneOutput`; the
+            keyframe is then simply the middle slice. Defaults to False.
         init_cfg (dict | list[dict], optional): Defaults to truncated-normal
             Linear and unit LayerNorm init, as mmaction2's ViT.
     """
@@ -108,6 +112,7 @@ class EVADViT(VisionTransformer):
                  out_indices: Sequence[int] = (2, 5, 8, 11),
                  with_cp: bool = False,
                  fused_attn: bool = True,
+                 use_mean_pooling: bool = False,
                  init_cfg: OptMultiConfig = None) -> None:
         if embed_dims % num_heads != 0:
             raise ValueError(
@@ -135,7 +140,7 @@ class EVADViT(VisionTransformer):
             norm_cfg=norm_cfg,
             num_frames=num_frames,
             tubelet_size=tubelet_size,
-            use_mean_pooling=False,
+            use_mean_pooling=use_mean_pooling,
             init_cfg=init_cfg)
         self.depth = depth
         self.num_frames = num_frames
@@ -211,7 +216,7 @@ class EVADViT(VisionTransformer):
             return checkpoint(block, x, use_reentrant=False)
         return block(x)
 
-    def forward(self, x: Tensor) -> EVADBackboneOutput:
+    def forward(self, x: Tensor) -> Union[EVADBackboneOutput, Tensor]:
         """Encode a clip.
 
         Args:
@@ -219,7 +224,8 @@ class EVADViT(VisionTransformer):
                 patch size (zero padding bottom/right).
 
         Returns:
-            EVADBackboneOutput: see its docstring.
+            EVADBackboneOutput: see its docstring; with ``use_mean_pooling``
+            the pooled (B, C) feature.
         """
         x, grid = self._embed(x)
         t, h, w = grid
@@ -238,6 +244,8 @@ class EVADViT(VisionTransformer):
             if i in self.out_indices:
                 keyframe_feats.append(x[:, :num_key].transpose(1, 2).reshape(
                     x.shape[0], -1, h, w))
+        if self.fc_norm is not None:
+            return self.fc_norm(x.mean(1))
         return EVADBackboneOutput(
             tuple(keyframe_feats), self.norm(x), token_index, grid)
 

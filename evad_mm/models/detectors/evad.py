@@ -1,4 +1,5 @@
 """The EVAD detector: one ViT, query-based actors, context refinement."""
+import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -13,6 +14,36 @@ from torch import Tensor
 
 from evad_mm.registry import MODELS
 from evad_mm.utils.typing_utils import ConfigType, OptConfigType, OptMultiConfig
+
+
+def sanitize_gt_boxes(boxes: Tensor, img_shape: Sequence[int],
+                      key: str = '?') -> Tensor:
+    """Indices of usable ground-truth boxes, after clipping in place.
+
+    Boxes are clipped to the image; inverted, NaN and (after clipping)
+    thinner-than-one-pixel boxes are dropped, with one warning naming the
+    sample.
+
+    Args:
+        boxes (Tensor): (n, 4) pixel xyxy; clipped in place.
+        img_shape (Sequence[int]): (H, W).
+        key (str): Sample name for the warning (``img_key``).
+
+    Returns:
+        Tensor: (m, ) indices of the boxes to keep.
+    """
+    h, w = img_shape[:2]
+    finite = torch.isfinite(boxes).all(1)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    keep = finite & (boxes[:, 2] - boxes[:, 0] >= 1) & (
+        boxes[:, 3] - boxes[:, 1] >= 1)
+    if not bool(keep.all()):
+        warnings.warn(
+            f'{key}: dropped {int((~keep).sum())} of {len(boxes)} ground-truth'
+            ' boxes that are inverted, empty, non-finite or outside the '
+            f'{w}x{h} frame; check the annotation file.')
+    return keep.nonzero().flatten()
 
 
 def _mmdet_scoped(cfg: ConfigType) -> ConfigDict:
@@ -119,17 +150,23 @@ class EVAD(BaseModel):
         return inputs
 
     @staticmethod
-    def _person_samples(data_samples: SampleList,
-                        inputs: Tensor) -> List[DetDataSample]:
-        """mmdet samples: gt boxes with the single class 'person' (0)."""
+    def _person_samples(data_samples: SampleList, inputs: Tensor,
+                        with_gt: bool = True) -> List[DetDataSample]:
+        """mmdet samples: gt boxes with the single class 'person' (0);
+        unusable gt boxes are dropped from ``data_samples`` too."""
         samples = []
         for sample in data_samples:
             metainfo = dict(sample.metainfo)
             metainfo.setdefault('img_shape', tuple(inputs.shape[-2:]))
             metainfo['batch_input_shape'] = tuple(inputs.shape[-2:])
             det = DetDataSample(metainfo=metainfo)
-            if 'gt_instances' in sample:
-                boxes = sample.gt_instances.bboxes
+            if with_gt and 'gt_instances' in sample:
+                gt = sample.gt_instances
+                keep = sanitize_gt_boxes(gt.bboxes, metainfo['img_shape'],
+                                         metainfo.get('img_key', '?'))
+                if len(keep) < len(gt):
+                    sample.gt_instances = gt = gt[keep]
+                boxes = gt.bboxes
                 det.gt_instances = InstanceData(
                     bboxes=boxes,
                     labels=torch.zeros(
@@ -180,7 +217,7 @@ class EVAD(BaseModel):
             (n, num_classes) and ``.actor_scores`` (n, ) person scores.
         """
         inputs = self._pad(inputs)
-        det_samples = self._person_samples(data_samples, inputs)
+        det_samples = self._person_samples(data_samples, inputs, False)
         fpn_maps, feats = self.extract_feat(inputs)
         proposals = self.rpn_head.predict(fpn_maps, det_samples)
         actors = self.roi_head.predict_actors(fpn_maps, proposals,

@@ -1,5 +1,5 @@
 """Multi-scale keyframe maps from a plain ViT, fed to an FPN."""
-from typing import Sequence, Tuple
+from typing import Sequence, Tuple, Union
 
 import torch.nn.functional as F
 from mmengine.model import BaseModule
@@ -18,7 +18,8 @@ class KeyframePyramidNeck(BaseModule):
     x1, x0.5: strides 4, 8, 16, 32) and feeds mmdet's ``FPN``.
 
     Args:
-        in_channels (int): Channels of every input map. Defaults to 768.
+        in_channels (int | Sequence[int]): Channels of every input map, or
+            one per map (e.g. a 3-D CNN's stages). Defaults to 768.
         out_channels (int): FPN channels. Defaults to 256.
         scale_factors (Sequence[float]): One factor per input map.
             Defaults to (4, 2, 1, 0.5).
@@ -28,7 +29,7 @@ class KeyframePyramidNeck(BaseModule):
     """
 
     def __init__(self,
-                 in_channels: int = 768,
+                 in_channels: Union[int, Sequence[int]] = 768,
                  out_channels: int = 256,
                  scale_factors: Sequence[float] = (4, 2, 1, 0.5),
                  fpn: ConfigType = dict(type='FPN'),
@@ -38,10 +39,16 @@ class KeyframePyramidNeck(BaseModule):
             raise ValueError(
                 f'scale_factors={scale_factors} must all be positive.')
         self.scale_factors = tuple(float(s) for s in scale_factors)
+        if isinstance(in_channels, int):
+            in_channels = [in_channels] * len(self.scale_factors)
+        if len(in_channels) != len(self.scale_factors):
+            raise ValueError(
+                f'in_channels={in_channels} and scale_factors='
+                f'{scale_factors} must have the same length.')
         fpn = dict(fpn)
         fpn.setdefault('_scope_', 'mmdet')
         fpn.update(
-            in_channels=[in_channels] * len(self.scale_factors),
+            in_channels=list(in_channels),
             out_channels=out_channels,
             num_outs=len(self.scale_factors))
         self.fpn = MODELS.build(fpn)
@@ -51,11 +58,14 @@ class KeyframePyramidNeck(BaseModule):
 
         Args:
             feats (Sequence[Tensor]): One (B, C, h, w) keyframe map per scale
-                factor.
+                factor, or a single map resampled to every scale (ViTDet's
+                simple feature pyramid).
 
         Returns:
             tuple[Tensor]: FPN outputs, (B, out_channels, h*s, w*s) each.
         """
+        if len(feats) == 1:
+            feats = list(feats) * len(self.scale_factors)
         if len(feats) != len(self.scale_factors):
             raise ValueError(
                 f'KeyframePyramidNeck got {len(feats)} maps but has '

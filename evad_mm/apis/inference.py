@@ -1,0 +1,696 @@
+"""Inference with EVAD on a video: no person detector, no proposals.
+
+:func:`init_detector` builds a detector from a config (and checkpoint);
+:func:`detect_video` samples a clip around each keyframe exactly as the
+config's test pipeline (``SampleAVAFrames``) does at test time, runs the
+rest of that pipeline (``Resize``, ``FormatShape``, ``PackActionInputs``)
+and the model, and returns one :class:`KeyframeResult` per keyframe: every
+actor EVAD finds in the keyframe, with its action scores.
+
+Example::
+
+    from evad_mm.apis import init_detector, detect_video
+    model = init_detector('configs/evad_toy_ava.py', 'best.pth')
+    for r in detect_video(model, 'video.mp4', score_thr=0.4):
+        print(r.frame_index, r.time, r.bboxes, r.labels)
+"""
+import copy
+import logging
+import os
+import os.path as osp
+import re
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.logging import MMLogger, print_log
+from mmengine.registry import DefaultScope
+
+__all__ = [
+    'init_detector', 'detect_video', 'load_video', 'load_label_map',
+    'get_label_names', 'default_keyframes', 'clip_indices', 'KeyframeResult',
+    'VideoFrames', 'VideoReadError', 'RandomWeightsWarning'
+]
+
+# AVADataset's default frame rate (AVA's rawframes are extracted at 30 fps).
+AVA_FPS = 30.0
+# Pixels (T * H * W) per forward pass when batching keyframes automatically:
+# 8 toy clips (8 x 128 x 171) fit, one ViT-B clip (16 x 288 x 384) is alone.
+_AUTO_BATCH_PIXELS = 2**21
+_MAX_AUTO_BATCH = 8
+
+
+class VideoReadError(RuntimeError):
+    """A video that cannot be opened or decoded, or has no frames."""
+
+
+class RandomWeightsWarning(UserWarning):
+    """:func:`init_detector` built a model without loading a checkpoint."""
+
+
+# ---------------------------------------------------------------- model ---
+def _is_pretrained_init(init_cfg) -> bool:
+    return isinstance(init_cfg, dict) and str(init_cfg.get(
+        'type', '')).split('.')[-1] in ('Pretrained', 'PretrainedInit')
+
+
+def _disable_pretrained(node, path='model') -> List[str]:
+    """Drop ``init_cfg=dict(type='Pretrained', ...)`` entries and
+    ``pretrained=...`` paths anywhere in a model config (in place), so that
+    building or initialising it never downloads weights. Returns what was
+    disabled."""
+    disabled = []
+    if isinstance(node, dict):
+        init_cfg = node.get('init_cfg')
+        if _is_pretrained_init(init_cfg):
+            node['init_cfg'] = None
+            disabled.append(f'{path}.init_cfg')
+        elif isinstance(init_cfg, (list, tuple)) and any(
+                _is_pretrained_init(c) for c in init_cfg):
+            kept = [c for c in init_cfg if not _is_pretrained_init(c)]
+            node['init_cfg'] = kept or None
+            disabled.append(f'{path}.init_cfg')
+        if isinstance(node.get('pretrained'), str):
+            node['pretrained'] = None
+            disabled.append(f'{path}.pretrained')
+        for key, value in node.items():
+            if key != 'init_cfg':
+                disabled += _disable_pretrained(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            disabled += _disable_pretrained(value, f'{path}[{i}]')
+    return disabled
+
+
+def _load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
+    """Load a checkpoint with ``torch.load(weights_only=True)`` (and the
+    mmengine allow-list of :mod:`evad_mm.compat`) into ``model``."""
+    from mmengine.fileio import get_local_path
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+    from evad_mm.compat import safe_torch_load
+    checkpoint = os.fspath(checkpoint)
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'Checkpoint not found: {checkpoint}')
+    with get_local_path(checkpoint) as local:  # downloads URLs
+        ckpt = safe_torch_load(local, map_location='cpu')
+    if not isinstance(ckpt, dict):
+        raise TypeError(f'{checkpoint} holds a {type(ckpt).__name__}, not a '
+                        'state dict or an mmengine checkpoint')
+    _load_checkpoint_to_model(model, ckpt, strict=False, logger='current')
+    return ckpt
+
+
+def init_detector(config: Union[str, Path, Config],
+                  checkpoint: Optional[str] = None,
+                  device: Union[str, torch.device] = 'cpu',
+                  cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """Build an EVAD detector ready for inference.
+
+    Pretrained-weight downloads in the config (``init_cfg=dict(type=
+    'Pretrained')``, ``pretrained=``) are disabled; the checkpoint, if any,
+    is loaded with ``torch.load(weights_only=True)``.
+
+    Args:
+        config (str | Path | Config): Config file or object (not modified).
+        checkpoint (str, optional): Checkpoint path or URL. Without one the
+            model keeps random weights, and a :class:`RandomWeightsWarning`
+            is issued (and logged).
+        device (str | torch.device): Defaults to ``'cpu'``.
+        cfg_options (dict, optional): Overrides merged into the config,
+            e.g. ``{'model.backbone.keep_rate': 0.6}``.
+
+    Returns:
+        nn.Module: The detector in eval mode with its config in ``.cfg``.
+    """
+    if isinstance(config, (str, Path)):
+        config = os.fspath(config)
+        if not osp.isfile(config):
+            raise FileNotFoundError(f'Config not found: {config}')
+        cfg = Config.fromfile(config)
+    elif isinstance(config, Config):
+        cfg = copy.deepcopy(config)
+    else:
+        raise TypeError('config must be a file name or an mmengine Config, '
+                        f'not {type(config).__name__}')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    import evad_mm  # noqa: F401  (shims + registration, for Config objects)
+    from mmaction.registry import MODELS
+    disabled = _disable_pretrained(cfg.model)
+    if disabled:
+        print_log(f'init_detector: pretrained weights disabled in '
+                  f'{", ".join(disabled)}', logger='current',
+                  level=logging.INFO)
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmaction')):
+        model = MODELS.build(cfg.model)
+        # the modules' own initialisation (no downloads: disabled above),
+        # e.g. Sparse R-CNN's whole-image initial proposals; a checkpoint
+        # then overwrites what it holds. Quiet: mmengine logs every
+        # parameter's initialisation at INFO.
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            model.init_weights()
+        finally:
+            logger.setLevel(level)
+    if checkpoint is not None:
+        ckpt = _load_weights(model, checkpoint)
+        meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
+        if meta.get('dataset_meta'):
+            model.dataset_meta = meta['dataset_meta']
+    else:
+        message = (f'init_detector: no checkpoint given for '
+                   f'{cfg.filename or "the config"}: running with random '
+                   'weights. Boxes and action scores are meaningless; pass '
+                   'a trained checkpoint.')
+        warnings.warn(message, RandomWeightsWarning, stacklevel=2)
+        print_log(message, logger='current', level=logging.WARNING)
+    model.cfg = cfg
+    model.to(device)
+    model.eval()
+    return model
+
+
+# ---------------------------------------------------------------- video ---
+class VideoFrames:
+    """Random access to the RGB frames of a video file (decord) or of frames
+    in memory, with the frame rate.
+
+    Use :func:`load_video` to make one.
+    """
+
+    def __init__(self,
+                 reader=None,
+                 frames=None,
+                 path: Optional[str] = None,
+                 fps: Optional[float] = None) -> None:
+        self._reader = reader
+        self._frames = frames
+        self.path = path
+        self.fps = fps
+        if reader is not None:
+            self.num_frames = len(reader)
+            first = self.get_batch([0])[0]
+        else:
+            self.num_frames = len(frames)
+            first = frames[0]
+        self.height, self.width = first.shape[:2]
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    @property
+    def name(self) -> str:
+        return self.path or '<frames>'
+
+    def get_batch(self, indices: Sequence[int]) -> np.ndarray:
+        """Frames ``indices`` as a (k, H, W, 3) array (RGB)."""
+        indices = [int(i) for i in indices]
+        if any(i < 0 or i >= self.num_frames for i in indices):
+            raise IndexError(f'frame indices {indices} out of range for '
+                             f'{self.num_frames} frames of {self.name}')
+        if self._reader is None:
+            return np.stack([self._frames[i] for i in indices])
+        try:
+            batch = self._reader.get_batch(indices).asnumpy()
+        except Exception as err:  # decord raises DECORDError/RuntimeError
+            raise VideoReadError(
+                f'Cannot decode frames {indices[0]}..{indices[-1]} of video '
+                f'{self.path}: {_first_line(err)}') from err
+        return batch
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def load_video(video, fps: Optional[float] = None) -> VideoFrames:
+    """Open a video.
+
+    Args:
+        video (str | Path | np.ndarray | list[np.ndarray] | VideoFrames): A
+            video file (read with decord), a (T, H, W, 3) array or a list of
+            (H, W, 3) frames, RGB.
+        fps (float, optional): Frame rate; by default the file's. Frames in
+            memory have none unless given.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        VideoReadError: The file cannot be decoded or has no frames.
+        ValueError: Frames in memory of the wrong shape, or none.
+    """
+    if isinstance(video, VideoFrames):
+        if fps is not None:
+            video.fps = float(fps)
+        return video
+    if isinstance(video, (str, Path)):
+        path = os.fspath(video)
+        if not osp.exists(path):
+            raise FileNotFoundError(f'Video file not found: {path}')
+        if not osp.isfile(path):
+            raise VideoReadError(f'Not a video file: {path}')
+        if osp.getsize(path) == 0:
+            raise VideoReadError(f'Video file is empty (0 bytes): {path}')
+        import decord
+        try:
+            reader = decord.VideoReader(path, num_threads=1)
+        except Exception as err:
+            raise VideoReadError(
+                f'Cannot open video {path}: {_first_line(err)}') from err
+        if len(reader) == 0:
+            raise VideoReadError(f'Video has no frames: {path}')
+        if fps is None:
+            fps = float(reader.get_avg_fps())
+            if not np.isfinite(fps) or fps <= 0:
+                fps = None
+        return VideoFrames(reader=reader, path=path, fps=fps)
+    if isinstance(video, np.ndarray):
+        if video.ndim != 4 or video.shape[-1] != 3:
+            raise ValueError('A video array must be (T, H, W, 3) RGB, got '
+                             f'shape {video.shape}')
+        frames = video
+    elif isinstance(video, (list, tuple)):
+        frames = [np.asarray(f) for f in video]
+        shapes = {f.shape for f in frames}
+        if len(shapes) > 1 or any(len(s) != 3 or s[-1] != 3 for s in shapes):
+            raise ValueError('Frames must all be (H, W, 3) RGB of one size, '
+                             f'got shapes {sorted(shapes)}')
+    else:
+        raise TypeError('video must be a file name, a (T, H, W, 3) array or '
+                        f'a list of (H, W, 3) frames, not '
+                        f'{type(video).__name__}')
+    if len(frames) == 0:
+        raise ValueError('The video has no frames')
+    return VideoFrames(frames=frames, fps=None if fps is None else float(fps))
+
+
+def default_keyframes(num_frames: int,
+                      predict_stepsize: int = 8,
+                      start: int = 0,
+                      end: Optional[int] = None) -> List[int]:
+    """One keyframe in the middle of every ``predict_stepsize`` frames of
+    [start, end): each frame is then at most ``predict_stepsize // 2`` frames
+    from a keyframe, as in mmaction2's spatio-temporal demo."""
+    if predict_stepsize < 1:
+        raise ValueError(f'predict_stepsize must be >= 1: {predict_stepsize}')
+    end = num_frames if end is None else min(end, num_frames)
+    start = max(start, 0)
+    if end <= start:
+        return []
+    keyframes = list(range(start + predict_stepsize // 2, end,
+                           predict_stepsize))
+    return keyframes or [(start + end - 1) // 2]
+
+
+def clip_indices(keyframe: int, clip_len: int, frame_interval: int,
+                 num_frames: int) -> np.ndarray:
+    """The frames of the clip around ``keyframe``: mmaction2's
+    ``SampleAVAFrames`` in test mode, clamped to [0, num_frames)."""
+    start = keyframe - (clip_len // 2) * frame_interval
+    end = keyframe + ((clip_len + 1) // 2) * frame_interval
+    return np.clip(np.arange(start, end, frame_interval), 0, num_frames - 1)
+
+
+# --------------------------------------------------------------- labels ---
+def load_label_map(path: Union[str, Path]) -> Dict[int, str]:
+    """Read a label map: ``{class id: name}``.
+
+    Formats: mmaction2's text label map (``id: name`` per line, e.g.
+    ``tools/data/ava/label_map.txt``), one name per line (ids 1, 2, ...), or
+    an AVA-style ``.pbtxt`` (``item { name: "..." id: N }``).
+    """
+    path = os.fspath(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Label map not found: {path}')
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    labels: Dict[int, str] = {}
+
+    def add(class_id, name):
+        if class_id in labels:
+            raise ValueError(f'Label map {path}: class id {class_id} is '
+                             'listed twice')
+        labels[class_id] = name
+
+    if re.search(r'(^|\s)item\s*\{', text):
+        for body in re.findall(r'item\s*\{(.*?)\}', text, re.S):
+            name = re.search(r'(?<![\w])name\s*:\s*"([^"]*)"', body) or \
+                re.search(r'display_name\s*:\s*"([^"]*)"', body)
+            class_id = re.search(r'(?<![\w])(?:label_)?id\s*:\s*(-?\d+)',
+                                 re.sub(r'"[^"]*"', '""', body))
+            if not (name and class_id):
+                raise ValueError(f'Label map {path}: an item without a name '
+                                 f'or an id: {body.strip()!r}')
+            add(int(class_id.group(1)), name.group(1))
+    else:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        numbered = [re.match(r'^(\d+)\s*:\s*(.+)$', line) for line in lines]
+        if all(numbered):
+            for match in numbered:
+                add(int(match.group(1)), match.group(2).strip())
+        elif not any(numbered):
+            for i, line in enumerate(lines, 1):
+                add(i, line)
+        else:
+            bad = lines[[m is None for m in numbered].index(True)]
+            raise ValueError(f'Label map {path}: expected `id: name` on '
+                             f'every line, got {bad!r}')
+    if not labels:
+        raise ValueError(f'Label map {path} lists no classes')
+    return labels
+
+
+def _num_classes(model) -> int:
+    """Columns of the model's scores, mmaction2's unused column 0 included."""
+    head = getattr(model, 'action_head', None)
+    if getattr(head, 'num_classes', None):
+        return int(head.num_classes)
+    return int(model.cfg.model.action_head.num_classes)
+
+
+def get_label_names(model,
+                    label_map: Union[None, str, Path, Dict[int, str],
+                                     Sequence[str]] = None) -> Dict[int, str]:
+    """Class names by class id (1 .. num_classes - 1, the columns of the
+    model's scores).
+
+    From ``label_map`` (a file for :func:`load_label_map`, a dict or a list
+    of names for ids 1, 2, ...), else the config's ``classes`` variable, else
+    ``class_{id}``. A map must name the model's ``num_classes - 1`` classes;
+    a map with gaps in its ids (such as AVA's 60-class
+    ``ava_action_list_v2.2_for_activitynet_2019.pbtxt`` for an 80-class AVA
+    model) names a subset of the ids and only those classes are reported.
+
+    Raises:
+        ValueError: The map's class count or ids do not fit the model.
+    """
+    num = _num_classes(model) - 1
+    source = 'label map'
+    if label_map is None:
+        classes = getattr(model, 'cfg', Config()).get('classes')
+        if classes is None:
+            return {i: f'class_{i}' for i in range(1, num + 1)}
+        label_map, source = list(classes), 'config variable `classes`'
+    if isinstance(label_map, (str, Path)):
+        source = f'label map {os.fspath(label_map)}'
+        names = load_label_map(label_map)
+    elif isinstance(label_map, dict):
+        names = {int(k): str(v) for k, v in label_map.items()}
+    else:
+        names = {i: str(n) for i, n in enumerate(label_map, 1)}
+    ids = sorted(names)
+    out_of_range = [i for i in ids if not 1 <= i <= num]
+    contiguous = ids == list(range(1, len(ids) + 1))
+    if out_of_range or (contiguous and len(ids) != num) or not ids:
+        raise ValueError(
+            f'The {source} has {len(ids)} classes (ids '
+            f'{ids[0] if ids else "-"}..{ids[-1] if ids else "-"}) but the '
+            f'model predicts {num} (num_classes={num + 1}, column 0 unused): '
+            f'class ids must be 1..{num}. Use the label map the model was '
+            'trained with.')
+    if len(ids) != num:
+        print_log(f'The {source} names {len(ids)} of the model\'s {num} '
+                  'classes: only those are reported.', logger='current',
+                  level=logging.INFO)
+    return names
+
+
+# --------------------------------------------------------------- detect ---
+@dataclass
+class KeyframeResult:
+    """The actors EVAD found in one keyframe.
+
+    Attributes:
+        frame_index (int): The keyframe (0-based).
+        time (float): Its time in seconds, ``frame_index / fps``.
+        bboxes (np.ndarray): (n, 4) x1, y1, x2, y2 in pixels of the
+            original frame.
+        bboxes_normalized (np.ndarray): (n, 4) the same in [0, 1].
+        scores (np.ndarray): (n, num_classes - 1) action probabilities;
+            column j is class id j + 1 (mmaction2's unused column 0 is
+            dropped).
+        actor_scores (np.ndarray): (n, ) person scores.
+        labels (list[list[str]]): Per box, the names of the classes scoring
+            at least ``score_thr``, best first.
+        label_ids (list[list[int]]): Their class ids.
+        label_scores (list[list[float]]): Their scores.
+        image_shape (tuple): (H, W) of the original frame.
+    """
+    frame_index: int
+    time: float
+    bboxes: np.ndarray
+    bboxes_normalized: np.ndarray
+    scores: np.ndarray
+    actor_scores: np.ndarray
+    labels: List[List[str]] = field(default_factory=list)
+    label_ids: List[List[int]] = field(default_factory=list)
+    label_scores: List[List[float]] = field(default_factory=list)
+    image_shape: Tuple[int, int] = (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.bboxes)
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers (JSON-serialisable)."""
+        out = {}
+        for key, value in self.__dict__.items():
+            out[key] = value.tolist() if isinstance(value, np.ndarray) else \
+                (list(value) if isinstance(value, tuple) else value)
+        return out
+
+
+def _type_name(transform: dict) -> str:
+    t = transform.get('type', '')
+    return (t if isinstance(t, str) else t.__name__).split('.')[-1]
+
+
+def _find_pipeline(cfg: Config) -> list:
+    """The test pipeline: the test (else val) dataloader's dataset's
+    (wrapped datasets too), else ``test_pipeline`` / ``val_pipeline``."""
+    for loader in ('test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        while isinstance(dataset, dict):
+            if dataset.get('pipeline'):
+                return dataset['pipeline']
+            dataset = dataset.get('dataset')
+    for name in ('test_pipeline', 'val_pipeline'):
+        if cfg.get(name):
+            return cfg[name]
+    raise ValueError(f'{cfg.filename or "The config"} has no test pipeline '
+                     '(test_dataloader.dataset.pipeline or test_pipeline)')
+
+
+def _inference_pipeline(cfg: Config, short_side: Optional[int] = None
+                        ) -> Tuple[int, int, List[dict]]:
+    """``clip_len``, ``frame_interval`` of the test pipeline's
+    ``SampleAVAFrames`` and its transforms after decoding (frame sampling
+    and decoding are done here), ``Resize`` to ``short_side`` if given."""
+    pipeline = copy.deepcopy([dict(t) for t in _find_pipeline(cfg)])
+    sample = [t for t in pipeline if _type_name(t) == 'SampleAVAFrames']
+    if not sample:
+        raise ValueError(
+            f'{cfg.filename or "The config"}\'s test pipeline has no '
+            f'SampleAVAFrames: {[_type_name(t) for t in pipeline]}; '
+            'detect_video needs its clip_len and frame_interval.')
+    clip_len = int(sample[0]['clip_len'])
+    frame_interval = int(sample[0].get('frame_interval', 2))
+    kept = [
+        t for t in pipeline if _type_name(t) != 'SampleAVAFrames'
+        and not _type_name(t).endswith(('Decode', 'Init'))
+    ]
+    if short_side is not None:
+        resizes = [t for t in kept if _type_name(t) == 'Resize']
+        for t in resizes:
+            t.update(scale=(-1, int(short_side)), keep_ratio=True)
+        if not resizes:
+            kept.insert(
+                0, dict(type='Resize', scale=(-1, int(short_side)),
+                        keep_ratio=True))
+    return clip_len, frame_interval, kept
+
+
+def _training_fps(cfg: Config) -> float:
+    """The frame rate the config's AVA-style dataset samples clips at."""
+    for loader in ('test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        if isinstance(dataset, dict) and dataset.get('fps'):
+            return float(dataset['fps'])
+    return float(cfg.get('fps') or AVA_FPS)
+
+
+def _to_result(sample, keyframe: int, fps: float, image_shape, num: int,
+               names: Dict[int, str], score_thr: float) -> KeyframeResult:
+    pred = sample.pred_instances
+    h, w = image_shape
+    norm = pred.bboxes.detach().float().cpu().numpy().reshape(-1, 4)
+    scores = pred.scores.detach().float().cpu().numpy().reshape(len(norm), -1)
+    if scores.shape[1] == num + 1:
+        scores = scores[:, 1:]  # mmaction2's unused column 0
+    actor = getattr(pred, 'actor_scores', None)
+    actor = (np.ones(len(norm), np.float32) if actor is None else
+             actor.detach().float().cpu().numpy().reshape(-1))
+    named = np.array(sorted(names)) - 1  # columns with a name
+    labels, label_ids, label_scores = [], [], []
+    for row in scores:
+        order = named[np.argsort(-row[named], kind='stable')]
+        order = order[row[order] >= score_thr]
+        labels.append([names[j + 1] for j in order])
+        label_ids.append([int(j + 1) for j in order])
+        label_scores.append([float(row[j]) for j in order])
+    return KeyframeResult(
+        frame_index=int(keyframe),
+        time=float(keyframe) / fps,
+        bboxes=(norm * np.array([w, h, w, h], np.float32)).astype(np.float32),
+        bboxes_normalized=norm.astype(np.float32),
+        scores=scores.astype(np.float32),
+        actor_scores=actor.astype(np.float32),
+        labels=labels,
+        label_ids=label_ids,
+        label_scores=label_scores,
+        image_shape=(int(h), int(w)))
+
+
+def detect_video(model: torch.nn.Module,
+                 video,
+                 keyframes: Optional[Sequence[int]] = None,
+                 predict_stepsize: int = 8,
+                 score_thr: float = 0.0,
+                 short_side: Optional[int] = None,
+                 label_map=None,
+                 fps: Optional[float] = None,
+                 *,
+                 frame_interval: Optional[int] = None,
+                 batch_size: Optional[int] = None,
+                 progress: bool = False) -> List[KeyframeResult]:
+    """Detect the actors of a video's keyframes and score their actions.
+
+    Each keyframe gets the clip the config's test ``SampleAVAFrames`` gives
+    (``clip_len`` frames, ``frame_interval`` apart, centred on it; indices
+    clamped at the video's ends), resized by the test pipeline's ``Resize``
+    (short side ``short_side`` if given), then the model runs on it.
+
+    Args:
+        model (nn.Module): From :func:`init_detector` (needs ``model.cfg``).
+        video: A video file, a (T, H, W, 3) uint8 RGB array, a list of
+            (H, W, 3) frames or a :class:`VideoFrames`.
+        keyframes (list[int], optional): 0-based frame indices. Default:
+            :func:`default_keyframes` of the whole video.
+        predict_stepsize (int): Frames between default keyframes.
+        score_thr (float): Action score threshold for ``labels``.
+        short_side (int, optional): Resize frames to this short side instead
+            of the config's.
+        label_map: Class names (see :func:`get_label_names`).
+        fps (float, optional): The video's frame rate, for ``time``; by
+            default the file's, for frames in memory the config's dataset
+            fps (AVA's 30 if none).
+        frame_interval (int, optional): Override the config's (e.g. to keep
+            a clip's duration on a video of another frame rate).
+        batch_size (int, optional): Keyframes per forward pass; by default
+            as many (up to 8) as fit in about 2M input pixels.
+        progress (bool): Show a progress bar.
+
+    Returns:
+        list[KeyframeResult]: One per keyframe, in the order of
+        ``keyframes``.
+    """
+    cfg = model.cfg
+    source = load_video(video, fps=fps)
+    num_frames = len(source)
+    clip_fps = source.fps or _training_fps(cfg)
+    names = get_label_names(model, label_map)
+    num = _num_classes(model) - 1
+    clip_len, cfg_interval, transforms = _inference_pipeline(cfg, short_side)
+    interval = int(frame_interval or cfg_interval)
+    if frame_interval is None and source.fps:
+        trained_fps = _training_fps(cfg)
+        if abs(source.fps / trained_fps - 1) > 0.2:
+            print_log(
+                f'{source.name} is at {source.fps:.3g} fps and the model '
+                f'samples clips at {trained_fps:.3g} fps: a clip spans '
+                f'{clip_len * interval / source.fps:.2f} s instead of '
+                f'{clip_len * interval / trained_fps:.2f} s. frame_interval='
+                f'{max(1, round(interval * source.fps / trained_fps))} keeps '
+                'the trained duration.', logger='current',
+                level=logging.WARNING)
+    if keyframes is None:
+        keyframes = default_keyframes(num_frames, predict_stepsize)
+    keyframes = [int(k) for k in keyframes]
+    bad = [k for k in keyframes if not 0 <= k < num_frames]
+    if bad:
+        raise ValueError(f'Keyframes {bad} are outside the video '
+                         f'({num_frames} frames)')
+    if not keyframes:
+        return []
+
+    scope = cfg.get('default_scope', 'mmaction')
+    with DefaultScope.overwrite_default_scope(scope):
+        pipeline = Compose(transforms)
+    image_shape = (source.height, source.width)
+
+    def pack(frames, keyframe, inds):
+        return pipeline(
+            dict(
+                imgs=list(frames),
+                img_shape=image_shape,
+                original_shape=image_shape,
+                modality='RGB',
+                num_clips=1,
+                clip_len=len(frames),
+                frame_interval=interval,
+                frame_inds=np.asarray(inds),
+                start_index=0,
+                total_frames=num_frames,
+                video_id=osp.basename(source.name),
+                timestamp=keyframe,
+                img_key=f'{osp.basename(source.name)},{keyframe}'))
+
+    if batch_size is None:
+        probe = pack(np.zeros((1, *image_shape, 3), np.uint8), 0, [0])
+        pixels = clip_len * int(np.prod(probe['inputs'].shape[-2:]))
+        batch_size = max(1, min(_MAX_AUTO_BATCH,
+                                _AUTO_BATCH_PIXELS // max(pixels, 1)))
+
+    results = []
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(keyframes), desc='detect', unit='keyframe',
+                       file=sys.stderr)
+        except ImportError:
+            from mmengine.utils import ProgressBar
+            bar = ProgressBar(len(keyframes))
+    try:
+        for b in range(0, len(keyframes), batch_size):
+            chunk = keyframes[b:b + batch_size]
+            clips = [clip_indices(k, clip_len, interval, num_frames)
+                     for k in chunk]
+            needed = sorted(set(np.concatenate(clips).tolist()))
+            frames = source.get_batch(needed)
+            where = {idx: i for i, idx in enumerate(needed)}
+            data = pseudo_collate([
+                pack(frames[[where[i] for i in inds.tolist()]], k, inds)
+                for k, inds in zip(chunk, clips)
+            ])
+            with torch.no_grad():
+                preds = model.test_step(data)
+            results += [
+                _to_result(p, k, clip_fps, image_shape, num, names, score_thr)
+                for k, p in zip(chunk, preds)
+            ]
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None and hasattr(bar, 'close'):
+            bar.close()
+    return results
