@@ -105,26 +105,32 @@ class Attention(BaseModule):
     def _eager_attention(
             self, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor],
             query_weights: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-        """Softmax attention over query chunks, accumulating column scores."""
+        """Softmax attention over query chunks, accumulating column scores.
+
+        With scores, chunks are at most 256 queries (a chunk's map stays in
+        cache) and each chunk's weighted column sum is one matrix-vector
+        product per head.
+        """
         N = q.shape[2]
+        chunk = self.chunk_size
         outs = []
         scores = None
         if query_weights is not None:
-            scores = q.new_zeros(q.shape[0], N)
-        for start in range(0, N, self.chunk_size):
-            q_chunk = q[:, :, start:start + self.chunk_size] * self.scale
-            attn = q_chunk @ k.transpose(-2, -1)
+            chunk = min(chunk, 256)
+            scores = q.new_zeros(q.shape[0], q.shape[1], N)  # (B, heads, N)
+        k_t = k.transpose(-2, -1)
+        for start in range(0, N, chunk):
+            attn = (q[:, :, start:start + chunk] * self.scale) @ k_t
             if mask is not None:
                 attn = attn.masked_fill(~mask, float('-inf'))
             attn = attn.softmax(dim=-1)
             outs.append(attn @ v)
             if scores is not None:
                 with torch.no_grad():
-                    w = query_weights[start:start + self.chunk_size]
-                    scores += torch.einsum('bhqn,q->bn', attn.detach(),
-                                           w.to(attn.dtype))
+                    w = query_weights[start:start + chunk].to(attn.dtype)
+                    scores += torch.matmul(w, attn.detach())
         if scores is not None:
-            scores = scores / (N * self.num_heads)
+            scores = scores.sum(1) / (N * self.num_heads)
         return torch.cat(outs, dim=2), scores
 
 

@@ -1,0 +1,375 @@
+"""Throughput and peak memory of an EVAD model at several keep rates.
+
+Usage::
+
+    python tools/analysis/benchmark.py configs/evad_vitb_ava.py \
+        --keep-rates 1.0 0.7 --shape 16 224 224 --batch-size 1 \
+        --iters 3 --warmup 1 --repeats 5 [--attention fused eager] \
+        [--train] [--device cpu|cuda] [--json]
+
+What is measured:
+
+* One model is built (random init, no pretrained download); each variant
+  (keep rate x attention implementation) only sets
+  ``model.backbone.keep_rate`` and the ``fused_attn`` flag of every EVAD
+  attention module (encoder and decoder), so all variants share weights.
+* Inference: ``model._forward(inputs)`` (pad, encoder, FPN, Sparse R-CNN
+  stages, action decoder) in eval mode under ``torch.no_grad()``. The number
+  of actors the action head sees is data-dependent; an untrained model
+  passes all proposals (no person score reaches the threshold), which is
+  also what the FLOP count assumes. ``--num-actors N`` fixes it to the N
+  best boxes instead. ``--train``: one training step, ``mode='loss'`` with
+  two ground-truth actors per clip, sum of the losses, ``backward()``, then
+  the gradients are dropped (no optimizer update).
+* Timing is interleaved: after ``--warmup`` calls of every variant, each of
+  ``--repeats`` rounds runs ``--iters`` calls of every variant in turn, so
+  slow drifts of a shared machine hit all variants alike. clips/s is the
+  median over rounds of ``batch * iters / time``; ``speedup`` is the ratio of
+  medians to the first variant, ``speedup_paired`` the median of the
+  per-round ratios (more robust to load changes).
+* Memory, in one extra call per variant after timing: ``peak_mem_mb`` is the
+  peak of tensor memory allocated during the call over what was allocated
+  before it (weights, inputs). On CUDA that is
+  ``torch.cuda.max_memory_allocated`` minus the allocation before the call;
+  on CPU, where torch has no allocator statistics, it is the running sum of
+  the allocation and free events recorded by ``torch.profiler`` with
+  ``profile_memory=True`` (the same quantity, exact to the byte, without
+  allocator caching or fragmentation). ``peak_rss_mb`` (Linux CPU only) is
+  the process's resident-set high-water mark during that call (reset via
+  ``/proc/self/clear_refs``): it includes weights, the Python runtime and
+  malloc caching, so it is an upper bound of what the call needs.
+
+On a CPU shared with other jobs, use ``--threads 1``: with more threads than
+free cores every OpenMP parallel region waits for a descheduled thread, which
+adds milliseconds to each of the many small ops of the localization and
+action heads (independent of the keep rate) and hides the pruning speed-up.
+"""
+import argparse
+import json
+import logging
+import os.path as osp
+import re
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='EVAD throughput and peak memory at several keep rates')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--keep-rates',
+        type=float,
+        nargs='+',
+        default=[1.0, 0.7],
+        help='keep rates rho to compare; the first is the reference')
+    parser.add_argument(
+        '--attention',
+        nargs='+',
+        choices=['fused', 'eager'],
+        default=None,
+        help='attention implementations to compare at every keep rate '
+        "(default: 'fused'; e.g. --keep-rates 1.0 --attention fused eager)")
+    parser.add_argument(
+        '--eager',
+        action='store_true',
+        help="shorthand for --attention eager")
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=3,
+        metavar=('T', 'H', 'W'),
+        help='clip size (default: backbone num_frames x img_size x img_size)')
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument(
+        '--iters', type=int, default=5, help='calls per variant per round')
+    parser.add_argument(
+        '--warmup', type=int, default=2, help='untimed calls per variant')
+    parser.add_argument(
+        '--repeats', type=int, default=3, help='interleaved rounds')
+    parser.add_argument(
+        '--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch intra-op threads (default: torch default)')
+    parser.add_argument(
+        '--train',
+        action='store_true',
+        help='time a training step (loss + backward) instead of inference')
+    parser.add_argument(
+        '--num-actors',
+        type=int,
+        default=None,
+        help='inference: give the action head exactly the N best boxes')
+    parser.add_argument(
+        '--no-memory', action='store_true', help='skip the memory pass')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--json', action='store_true', help='print one JSON line last')
+    args = parser.parse_args(argv)
+    if args.attention is None:
+        args.attention = ['eager'] if args.eager else ['fused']
+    for name in ('batch_size', 'iters', 'repeats'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    if args.warmup < 0:
+        parser.error('--warmup must be >= 0')
+    return args
+
+
+def build_detector(config: str) -> nn.Module:
+    """The model of ``config``, default-initialised, without downloads."""
+    import evad_mm  # noqa: F401  (registers the EVAD modules)
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    from evad_mm.registry import MODELS
+
+    cfg = Config.fromfile(config)
+    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
+        cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # init_weights logs every parameter
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+    return model
+
+
+def default_shape(model: nn.Module) -> List[int]:
+    backbone = model.backbone
+    size = getattr(backbone, 'img_size', None) or 224
+    if isinstance(size, (tuple, list)):
+        size = size[0]
+    return [int(getattr(backbone, 'num_frames', 16)), int(size), int(size)]
+
+
+def make_samples(batch: int, hw: Sequence[int], num_classes: int,
+                 device: torch.device) -> list:
+    """ActionDataSamples with two ground-truth actors each."""
+    from mmaction.structures import ActionDataSample
+    from mmengine.structures import InstanceData
+    h, w = hw
+    boxes = torch.tensor([[0.10 * w, 0.10 * h, 0.45 * w, 0.90 * h],
+                          [0.50 * w, 0.20 * h, 0.90 * w, 0.95 * h]])
+    labels = torch.zeros(2, num_classes)
+    labels[0, 1] = labels[1, min(2, num_classes - 1)] = 1
+    samples = []
+    for i in range(batch):
+        sample = ActionDataSample()
+        sample.set_metainfo(dict(img_shape=tuple(hw)))
+        sample.gt_instances = InstanceData(
+            bboxes=boxes.to(device), labels=labels.to(device))
+        samples.append(sample)
+    return samples
+
+
+def set_variant(model: nn.Module, keep_rate: float, attention: str) -> None:
+    model.backbone.keep_rate = keep_rate
+    for m in model.modules():
+        if hasattr(m, 'fused_attn'):
+            m.fused_attn = attention == 'fused'
+
+
+def make_step(model: nn.Module, inputs: torch.Tensor, train: bool,
+              samples: Optional[list]) -> Callable[[], int]:
+    """A callable running one step; returns the number of actors it saw."""
+    if train:
+        model.train()
+
+        def step() -> int:
+            losses = model(inputs, samples, mode='loss')
+            loss, _ = model.parse_losses(losses)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            return sum(len(s.gt_instances) for s in samples)
+    else:
+        model.eval()
+
+        def step() -> int:
+            with torch.no_grad():
+                outs = model._forward(inputs)
+            return sum(len(o) for o in outs)
+
+    return step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _rss_hwm_mb() -> Optional[float]:
+    try:
+        with open('/proc/self/status') as f:
+            match = re.search(r'VmHWM:\s+(\d+) kB', f.read())
+        return int(match.group(1)) / 1024 if match else None
+    except OSError:
+        return None
+
+
+def _reset_rss_hwm() -> bool:
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory(step: Callable[[], int],
+                device: torch.device) -> Dict[str, Optional[float]]:
+    """Peak extra tensor memory (MB) of one call, and the peak RSS (MB)."""
+    if device.type == 'cuda':
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        _sync(device)
+        peak = torch.cuda.max_memory_allocated(device) - before
+        return dict(peak_mem_mb=peak / 2**20, peak_rss_mb=None)
+
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+    rss_ok = _reset_rss_hwm()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+        step()
+    rss = _rss_hwm_mb() if rss_ok else None
+    events = []
+    stack = list(p.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation and \
+                node.extra_fields.device.type == 'cpu':
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+        stack.extend(node.children)
+    current = peak = 0
+    for _, size in sorted(events, key=lambda e: e[0]):
+        current += size
+        peak = max(peak, current)
+    return dict(peak_mem_mb=peak / 2**20, peak_rss_mb=rss)
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = build_detector(args.config).to(device)
+    if args.num_actors is not None:
+        model.roi_head.test_cfg.max_per_img = args.num_actors
+        model.roi_head.test_cfg.score_thr = 0.
+    shape = list(args.shape) if args.shape else default_shape(model)
+    channels = getattr(model.backbone, 'in_channels', 3)
+    inputs = torch.randn(args.batch_size, channels, *shape, device=device)
+    samples = None
+    if args.train:
+        samples = make_samples(args.batch_size, shape[1:],
+                               model.action_head.num_classes, device)
+    variants = [(r, a) for r in args.keep_rates for a in args.attention]
+    step = make_step(model, inputs, args.train, samples)
+
+    def call(variant):
+        set_variant(model, *variant)
+        return step()
+
+    actors = {}
+    for _ in range(args.warmup):
+        for v in variants:
+            actors[v] = call(v)
+    times = {v: [] for v in variants}
+    for _ in range(args.repeats):
+        for v in variants:
+            set_variant(model, *v)
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(args.iters):
+                actors[v] = step()
+            _sync(device)
+            times[v].append(time.perf_counter() - start)
+    memory = {}
+    if not args.no_memory:
+        for v in variants:
+            set_variant(model, *v)
+            memory[v] = peak_memory(step, device)
+
+    clips = args.batch_size * args.iters
+    ref = variants[0]
+    results = []
+    for v in variants:
+        rates = [clips / t for t in times[v]]
+        paired = [t_ref / t for t_ref, t in zip(times[ref], times[v])]
+        results.append(
+            dict(
+                keep_rate=v[0],
+                attention=v[1],
+                clips_per_s=statistics.median(rates),
+                clips_per_s_all=rates,
+                ms_per_clip=1e3 / statistics.median(rates),
+                speedup=statistics.median(rates) /
+                statistics.median([clips / t for t in times[ref]]),
+                speedup_paired=statistics.median(paired),
+                actors_per_call=actors.get(v),
+                **memory.get(v, dict(peak_mem_mb=None, peak_rss_mb=None))))
+    return dict(
+        config=args.config,
+        mode='train' if args.train else 'inference',
+        shape=shape,
+        batch_size=args.batch_size,
+        device=args.device,
+        threads=torch.get_num_threads(),
+        iters=args.iters,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        results=results)
+
+
+def format_table(report: Dict[str, Any]) -> str:
+    head = ('keep_rate', 'attention', 'clips/s', 'ms/clip', 'speedup',
+            'paired', 'peak_mem_MB', 'peak_rss_MB')
+    rows = [head]
+    for r in report['results']:
+        def fmt(x, spec):
+            return '-' if x is None else format(x, spec)
+        rows.append((f"{r['keep_rate']:g}", r['attention'],
+                     fmt(r['clips_per_s'], '.3f'),
+                     fmt(r['ms_per_clip'], '.0f'),
+                     fmt(r['speedup'], '.3f') + 'x',
+                     fmt(r['speedup_paired'], '.3f') + 'x',
+                     fmt(r['peak_mem_mb'], '.0f'),
+                     fmt(r['peak_rss_mb'], '.0f')))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ['  '.join(c.rjust(w) for c, w in zip(row, widths))
+             for row in rows]
+    lines.insert(1, '-' * len(lines[0]))
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    report = run(args)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"config: {report['config']}  mode: {report['mode']}  input: "
+              f"{report['batch_size']}x3x{'x'.join(map(str, report['shape']))}"
+              f"  device: {report['device']} ({report['threads']} threads)  "
+              f"{report['repeats']} rounds x {report['iters']} iters, "
+              f"{report['warmup']} warm-up")
+        print(format_table(report))
+    return report
+
+
+if __name__ == '__main__':
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__)))))
+    main()
