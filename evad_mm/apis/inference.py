@@ -151,17 +151,18 @@ def init_detector(config: Union[str, Path, Config],
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmaction')):
         model = MODELS.build(cfg.model)
-        # the modules' own initialisation (no downloads: disabled above),
-        # e.g. Sparse R-CNN's whole-image initial proposals; a checkpoint
-        # then overwrites what it holds. Quiet: mmengine logs every
-        # parameter's initialisation at INFO.
-        logger = MMLogger.get_current_instance()
-        level = logger.level
-        logger.setLevel(logging.WARNING)
-        try:
-            model.init_weights()
-        finally:
-            logger.setLevel(level)
+        if checkpoint is None:
+            # the modules' own initialisation (no downloads: disabled
+            # above), e.g. Sparse R-CNN's whole-image initial proposals,
+            # without which random boxes can be degenerate. Quiet: mmengine
+            # logs every parameter's initialisation at INFO.
+            logger = MMLogger.get_current_instance()
+            level = logger.level
+            logger.setLevel(logging.WARNING)
+            try:
+                model.init_weights()
+            finally:
+                logger.setLevel(level)
     if checkpoint is not None:
         ckpt = _load_weights(model, checkpoint)
         meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
@@ -251,6 +252,7 @@ def load_video(video, fps: Optional[float] = None) -> VideoFrames:
     """
     if isinstance(video, VideoFrames):
         if fps is not None:
+            video = copy.copy(video)
             video.fps = float(fps)
         return video
     if isinstance(video, (str, Path)):
