@@ -117,7 +117,7 @@ train_pipeline = [
     dict(type='SampleAVAFrames', clip_len=8, frame_interval=2),
     dict(type='RawFrameDecode'),
     dict(type='Resize', scale=(-1, 128), keep_ratio=True),
-    dict(type='Flip', flip_ratio=0.5),
+    # no horizontal flip: it would turn move_left into move_right
     dict(type='FormatShape', input_format='NCTHW', collapse=True),
     dict(type='PackActionInputs')
 ]
@@ -160,14 +160,14 @@ val_evaluator = dict(
     num_classes=num_classes)
 test_evaluator = val_evaluator
 
-max_epochs = 12
+max_epochs = 30
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1,
-    val_interval=2)
+    val_interval=5)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
+    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=1e-4),
     paramwise_cfg=dict(flat_decay_mult=0.),
     clip_grad=dict(max_norm=1.0))
 param_scheduler = [
@@ -180,7 +180,7 @@ model_wrapper_cfg = dict(type='MMDistributedDataParallel',
                          find_unused_parameters=True)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=2, max_keep_ckpts=1,
+    checkpoint=dict(interval=5, max_keep_ckpts=1,
                     save_best='mAP/overall', rule='greater'))
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

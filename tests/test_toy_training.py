@@ -225,3 +225,20 @@ def test_two_process_gloo_training_matches_one_process(toy_dir):
                         load_weights(toy_dir / 'w_one' / 'rank0_init.pth'), 0)
     assert_same_updates(init, rank0,
                         load_weights(toy_dir / 'w_one' / 'rank0.pth'))
+
+
+def test_same_seed_deterministic_runs_give_the_same_losses(toy_dir,
+                                                           monkeypatch):
+    monkeypatch.syspath_prepend(str(toy_dir))
+    monkeypatch.chdir(toy_dir)
+    histories = []
+    for run in range(2):
+        cfg = Config.fromfile(write_config(toy_dir, f'seed{run}', iters=3))
+        cfg.work_dir = str(toy_dir / f'work_seed{run}')
+        cfg.randomness = dict(seed=0, deterministic=True)
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        histories.append(
+            runner.message_hub.get_scalar('train/loss').data[0].tolist())
+    assert len(histories[0]) == 3
+    assert histories[0] == histories[1]

@@ -46,7 +46,6 @@ action heads (independent of the keep rate) and hides the pruning speed-up.
 """
 import argparse
 import json
-import logging
 import os.path as osp
 import re
 import statistics
@@ -126,23 +125,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def build_detector(config: str) -> nn.Module:
     """The model of ``config``, default-initialised, without downloads."""
-    import evad_mm  # noqa: F401  (registers the EVAD modules)
-    from mmengine.config import Config
-    from mmengine.logging import MMLogger
-    from evad_mm.registry import MODELS
+    import warnings
 
-    cfg = Config.fromfile(config)
-    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
-        cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # init_weights logs every parameter
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-    return model
+    from evad_mm.apis import init_detector
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # random weights are expected here
+        return init_detector(config)
 
 
 def default_shape(model: nn.Module) -> List[int]:

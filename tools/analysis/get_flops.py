@@ -46,7 +46,6 @@ How the counting is done (the paper's convention, which is fvcore's):
 """
 import argparse
 import json
-import logging
 import os.path as osp
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -86,27 +85,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def build_detector(config: str, keep_rate=None) -> nn.Module:
-    """Build the model of ``config`` in eval mode, without pretrained
-    weights (no network access)."""
-    import evad_mm  # noqa: F401  (registers the EVAD modules)
-    from mmengine.config import Config
-    from mmengine.logging import MMLogger
-    from evad_mm.registry import MODELS
+    """The model of ``config`` in eval mode, default-initialised, without
+    pretrained downloads; FLOPs depend on shapes only."""
+    import warnings
 
-    cfg = Config.fromfile(config)
-    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
-        cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # init_weights logs every parameter
-    try:
-        model.init_weights()  # default init; mmdet's keeps the boxes sane
-    finally:
-        logger.setLevel(level)
+    from evad_mm.apis import init_detector
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # random weights are expected here
+        model = init_detector(config)
     if keep_rate is not None:
         model.backbone.keep_rate = keep_rate
-    return model.eval()
+    return model
 
 
 def default_shape(model: nn.Module) -> List[int]:

@@ -9,11 +9,18 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from evad_mm.registry import MODELS
+from evad_mm.utils.checkpoint import load_pretrained
 from evad_mm.utils.typing_utils import ConfigType, OptMultiConfig
 from ..layers.token_pruning import (gather_kept_tokens, keyframe_first_order,
                                     keyframe_query_weights, per_layer,
                                     select_non_keyframe_tokens)
 from ..layers.transformer import TransformerBlock, resize_position_table
+
+
+DEFAULT_INIT = [
+    dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),
+    dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+]
 
 
 class EVADBackboneOutput(NamedTuple):
@@ -126,10 +133,7 @@ class EVADViT(VisionTransformer):
             raise ValueError(
                 f'keyframe_weight must be > 0, got {keyframe_weight}.')
         if init_cfg is None:
-            init_cfg = [
-                dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),
-                dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
-            ]
+            init_cfg = DEFAULT_INIT
         super().__init__(
             img_size=img_size,
             patch_size=patch_size,
@@ -164,6 +168,30 @@ class EVADViT(VisionTransformer):
                 norm_cfg=norm_cfg,
                 fused_attn=fused_attn) for i in range(depth)
         ])
+
+    def init_weights(self) -> None:
+        """Default init, then a ``Pretrained`` ``init_cfg`` if any.
+
+        Pretrained weights are read with ``weights_only=True``; keys that do
+        not load are listed, and anything missing except the final ``norm``
+        (absent from recognisers, which have ``fc_norm``) and the computed
+        ``pos_embed`` is an error.
+        """
+        pretrained = self.init_cfg
+        if not (isinstance(pretrained, dict)
+                and pretrained.get('type') == 'Pretrained'):
+            return super().init_weights()
+        self.init_cfg = DEFAULT_INIT
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = pretrained
+        load_pretrained(
+            self,
+            pretrained['checkpoint'],
+            prefix=pretrained.get('prefix'),
+            may_miss=('norm.', 'fc_norm.', 'pos_embed'),
+            map_location=pretrained.get('map_location', 'cpu'))
 
     @property
     def keep_rate(self) -> Tuple[float, ...]:
