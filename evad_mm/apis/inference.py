@@ -18,7 +18,6 @@ import copy
 import logging
 import os
 import os.path as osp
-import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -46,15 +45,10 @@ _AUTO_BATCH_PIXELS = 2**21
 _MAX_AUTO_BATCH = 8
 
 
-class VideoReadError(RuntimeError):
-    """A video that cannot be opened or decoded, or has no frames."""
-
-
 class RandomWeightsWarning(UserWarning):
     """:func:`init_detector` built a model without loading a checkpoint."""
 
 
-# ---------------------------------------------------------------- model ---
 def _is_pretrained_init(init_cfg) -> bool:
     return isinstance(init_cfg, dict) and str(init_cfg.get(
         'type', '')).split('.')[-1] in ('Pretrained', 'PretrainedInit')
@@ -182,252 +176,12 @@ def init_detector(config: Union[str, Path, Config],
 
 
 # ---------------------------------------------------------------- video ---
-class VideoFrames:
-    """Random access to the RGB frames of a video file (decord) or of frames
-    in memory, with the frame rate.
 
-    Use :func:`load_video` to make one.
-    """
-
-    def __init__(self,
-                 reader=None,
-                 frames=None,
-                 path: Optional[str] = None,
-                 fps: Optional[float] = None) -> None:
-        self._reader = reader
-        self._frames = frames
-        self.path = path
-        self.fps = fps
-        if reader is not None:
-            self.num_frames = len(reader)
-            first = self.get_batch([0])[0]
-        else:
-            self.num_frames = len(frames)
-            first = frames[0]
-        self.height, self.width = first.shape[:2]
-
-    def __len__(self) -> int:
-        return self.num_frames
-
-    @property
-    def name(self) -> str:
-        return self.path or '<frames>'
-
-    def get_batch(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames ``indices`` as a (k, H, W, 3) array (RGB)."""
-        indices = [int(i) for i in indices]
-        if any(i < 0 or i >= self.num_frames for i in indices):
-            raise IndexError(f'frame indices {indices} out of range for '
-                             f'{self.num_frames} frames of {self.name}')
-        if self._reader is None:
-            return np.stack([self._frames[i] for i in indices])
-        try:
-            batch = self._reader.get_batch(indices).asnumpy()
-        except Exception as err:  # decord raises DECORDError/RuntimeError
-            raise VideoReadError(
-                f'Cannot decode frames {indices[0]}..{indices[-1]} of video '
-                f'{self.path}: {_first_line(err)}') from err
-        return batch
+from .labels import get_label_names, load_label_map, _num_classes  # noqa: E402,F401
+from .video import (VideoFrames, VideoReadError, clip_indices,  # noqa: E402,F401
+                    default_keyframes, load_video)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
-def load_video(video, fps: Optional[float] = None) -> VideoFrames:
-    """Open a video.
-
-    Args:
-        video (str | Path | np.ndarray | list[np.ndarray] | VideoFrames): A
-            video file (read with decord), a (T, H, W, 3) array or a list of
-            (H, W, 3) frames, RGB.
-        fps (float, optional): Frame rate; by default the file's. Frames in
-            memory have none unless given.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        VideoReadError: The file cannot be decoded or has no frames.
-        ValueError: Frames in memory of the wrong shape, or none.
-    """
-    if isinstance(video, VideoFrames):
-        if fps is not None:
-            video = copy.copy(video)
-            video.fps = float(fps)
-        return video
-    if isinstance(video, (str, Path)):
-        path = os.fspath(video)
-        if not osp.exists(path):
-            raise FileNotFoundError(f'Video file not found: {path}')
-        if not osp.isfile(path):
-            raise VideoReadError(f'Not a video file: {path}')
-        if osp.getsize(path) == 0:
-            raise VideoReadError(f'Video file is empty (0 bytes): {path}')
-        import decord
-        try:
-            reader = decord.VideoReader(path, num_threads=1)
-        except Exception as err:
-            raise VideoReadError(
-                f'Cannot open video {path}: {_first_line(err)}') from err
-        if len(reader) == 0:
-            raise VideoReadError(f'Video has no frames: {path}')
-        if fps is None:
-            fps = float(reader.get_avg_fps())
-            if not np.isfinite(fps) or fps <= 0:
-                fps = None
-        return VideoFrames(reader=reader, path=path, fps=fps)
-    if isinstance(video, np.ndarray):
-        if video.ndim != 4 or video.shape[-1] != 3:
-            raise ValueError('A video array must be (T, H, W, 3) RGB, got '
-                             f'shape {video.shape}')
-        frames = video
-    elif isinstance(video, (list, tuple)):
-        frames = [np.asarray(f) for f in video]
-        shapes = {f.shape for f in frames}
-        if len(shapes) > 1 or any(len(s) != 3 or s[-1] != 3 for s in shapes):
-            raise ValueError('Frames must all be (H, W, 3) RGB of one size, '
-                             f'got shapes {sorted(shapes)}')
-    else:
-        raise TypeError('video must be a file name, a (T, H, W, 3) array or '
-                        f'a list of (H, W, 3) frames, not '
-                        f'{type(video).__name__}')
-    if len(frames) == 0:
-        raise ValueError('The video has no frames')
-    return VideoFrames(frames=frames, fps=None if fps is None else float(fps))
-
-
-def default_keyframes(num_frames: int,
-                      predict_stepsize: int = 8,
-                      start: int = 0,
-                      end: Optional[int] = None) -> List[int]:
-    """One keyframe in the middle of every ``predict_stepsize`` frames of
-    [start, end): each frame is then at most ``predict_stepsize // 2`` frames
-    from a keyframe, as in mmaction2's spatio-temporal demo."""
-    if predict_stepsize < 1:
-        raise ValueError(f'predict_stepsize must be >= 1: {predict_stepsize}')
-    end = num_frames if end is None else min(end, num_frames)
-    start = max(start, 0)
-    if end <= start:
-        return []
-    keyframes = list(range(start + predict_stepsize // 2, end,
-                           predict_stepsize))
-    return keyframes or [(start + end - 1) // 2]
-
-
-def clip_indices(keyframe: int, clip_len: int, frame_interval: int,
-                 num_frames: int) -> np.ndarray:
-    """The frames of the clip around ``keyframe``: mmaction2's
-    ``SampleAVAFrames`` in test mode, clamped to [0, num_frames)."""
-    start = keyframe - (clip_len // 2) * frame_interval
-    end = keyframe + ((clip_len + 1) // 2) * frame_interval
-    return np.clip(np.arange(start, end, frame_interval), 0, num_frames - 1)
-
-
-# --------------------------------------------------------------- labels ---
-def load_label_map(path: Union[str, Path]) -> Dict[int, str]:
-    """Read a label map: ``{class id: name}``.
-
-    Formats: mmaction2's text label map (``id: name`` per line, e.g.
-    ``tools/data/ava/label_map.txt``), one name per line (ids 1, 2, ...), or
-    an AVA-style ``.pbtxt`` (``item { name: "..." id: N }``).
-    """
-    path = os.fspath(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Label map not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
-    labels: Dict[int, str] = {}
-
-    def add(class_id, name):
-        if class_id in labels:
-            raise ValueError(f'Label map {path}: class id {class_id} is '
-                             'listed twice')
-        labels[class_id] = name
-
-    if re.search(r'(^|\s)item\s*\{', text):
-        for body in re.findall(r'item\s*\{(.*?)\}', text, re.S):
-            name = re.search(r'(?<![\w])name\s*:\s*"([^"]*)"', body) or \
-                re.search(r'display_name\s*:\s*"([^"]*)"', body)
-            class_id = re.search(r'(?<![\w])(?:label_)?id\s*:\s*(-?\d+)',
-                                 re.sub(r'"[^"]*"', '""', body))
-            if not (name and class_id):
-                raise ValueError(f'Label map {path}: an item without a name '
-                                 f'or an id: {body.strip()!r}')
-            add(int(class_id.group(1)), name.group(1))
-    else:
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        numbered = [re.match(r'^(\d+)\s*:\s*(.+)$', line) for line in lines]
-        if all(numbered):
-            for match in numbered:
-                add(int(match.group(1)), match.group(2).strip())
-        elif not any(numbered):
-            for i, line in enumerate(lines, 1):
-                add(i, line)
-        else:
-            bad = lines[[m is None for m in numbered].index(True)]
-            raise ValueError(f'Label map {path}: expected `id: name` on '
-                             f'every line, got {bad!r}')
-    if not labels:
-        raise ValueError(f'Label map {path} lists no classes')
-    return labels
-
-
-def _num_classes(model) -> int:
-    """Columns of the model's scores, mmaction2's unused column 0 included."""
-    head = getattr(model, 'action_head', None)
-    if getattr(head, 'num_classes', None):
-        return int(head.num_classes)
-    return int(model.cfg.model.action_head.num_classes)
-
-
-def get_label_names(model,
-                    label_map: Union[None, str, Path, Dict[int, str],
-                                     Sequence[str]] = None) -> Dict[int, str]:
-    """Class names by class id (1 .. num_classes - 1, the columns of the
-    model's scores).
-
-    From ``label_map`` (a file for :func:`load_label_map`, a dict or a list
-    of names for ids 1, 2, ...), else the config's ``classes`` variable, else
-    ``class_{id}``. A map must name the model's ``num_classes - 1`` classes;
-    a map with gaps in its ids (such as AVA's 60-class
-    ``ava_action_list_v2.2_for_activitynet_2019.pbtxt`` for an 80-class AVA
-    model) names a subset of the ids and only those classes are reported.
-
-    Raises:
-        ValueError: The map's class count or ids do not fit the model.
-    """
-    num = _num_classes(model) - 1
-    source = 'label map'
-    if label_map is None:
-        classes = getattr(model, 'cfg', Config()).get('classes')
-        if classes is None:
-            return {i: f'class_{i}' for i in range(1, num + 1)}
-        label_map, source = list(classes), 'config variable `classes`'
-    if isinstance(label_map, (str, Path)):
-        source = f'label map {os.fspath(label_map)}'
-        names = load_label_map(label_map)
-    elif isinstance(label_map, dict):
-        names = {int(k): str(v) for k, v in label_map.items()}
-    else:
-        names = {i: str(n) for i, n in enumerate(label_map, 1)}
-    ids = sorted(names)
-    out_of_range = [i for i in ids if not 1 <= i <= num]
-    contiguous = ids == list(range(1, len(ids) + 1))
-    if out_of_range or (contiguous and len(ids) != num) or not ids:
-        raise ValueError(
-            f'The {source} has {len(ids)} classes (ids '
-            f'{ids[0] if ids else "-"}..{ids[-1] if ids else "-"}) but the '
-            f'model predicts {num} (num_classes={num + 1}, column 0 unused): '
-            f'class ids must be 1..{num}. Use the label map the model was '
-            'trained with.')
-    if len(ids) != num:
-        print_log(f'The {source} names {len(ids)} of the model\'s {num} '
-                  'classes: only those are reported.', logger='current',
-                  level=logging.INFO)
-    return names
-
-
-# --------------------------------------------------------------- detect ---
 @dataclass
 class KeyframeResult:
     """The actors EVAD found in one keyframe.

@@ -1,5 +1,5 @@
 """EVAD's ViT encoder with keyframe-centric token pruning."""
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
