@@ -1,5 +1,5 @@
 """Query-based actor localization: mmdet's Sparse R-CNN RoI head for EVAD."""
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 from mmdet.models.roi_heads import SparseRoIHead
@@ -88,10 +88,3 @@ class ActorLocalizationHead(SparseRoIHead):
                 InstanceData(
                     bboxes=results.bboxes[keep], scores=results.scores[keep]))
         return actors
-
-    def forward_actors(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
-                       batch_data_samples: SampleList) -> List[Tensor]:
-        """Tensor-only path: all last-stage boxes, (num_proposals, 4) each."""
-        return [r.bboxes for r in
-                self.predict_bbox(x, [s.metainfo for s in batch_data_samples],
-                                  rpn_results_list, self.test_cfg)]
