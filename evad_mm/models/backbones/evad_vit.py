@@ -121,10 +121,6 @@ class EVADViT(VisionTransformer):
                  fused_attn: bool = True,
                  use_mean_pooling: bool = False,
                  init_cfg: OptMultiConfig = None) -> None:
-        if embed_dims % num_heads != 0:
-            raise ValueError(
-                f'embed_dims ({embed_dims}) must be divisible by num_heads '
-                f'({num_heads}).')
         if tubelet_size < 1 or num_frames % tubelet_size != 0:
             raise ValueError(
                 f'num_frames ({num_frames}) must be a multiple of '

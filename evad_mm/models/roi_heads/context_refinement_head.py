@@ -72,10 +72,6 @@ class ContextRefinementHead(BaseModule):
                  fused_attn: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads != 0:
-            raise ValueError(
-                f'ContextRefinementHead: embed_dims ({embed_dims}) must be '
-                f'divisible by num_heads ({num_heads}).')
         if token_order not in TOKEN_ORDERS:
             raise ValueError(f'token_order={token_order!r}: choose one of '
                              f'{TOKEN_ORDERS}.')
