@@ -1,10 +1,12 @@
 """EVAD's context refinement: 3-D RoI features refined by a token decoder."""
+import logging
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from mmaction.models.backbones.vit_mae import get_sinusoid_encoding
 from mmdet.utils import reduce_mean
+from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor, nn
@@ -125,6 +127,57 @@ class ContextRefinementHead(BaseModule):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         trunc_normal_(self.mask_token, std=.02)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str,
+                              local_metadata: dict, strict: bool,
+                              missing_keys: List[str],
+                              unexpected_keys: List[str],
+                              error_msgs: List[str]) -> None:
+        """Fine-tune on another class count: when the checkpoint's final
+        classifier layers (``classifiers.{i}.3``: weight (n, hidden_channels),
+        bias (n, )) predict n != ``num_classes - 1`` classes but fit
+        otherwise, those layers are re-initialised (truncated normal, zero
+        bias) and one log line says so, instead of a size mismatch per
+        tensor. Every other mismatch is reported as usual.
+
+        Works for ``Module.load_state_dict`` and mmengine's
+        ``load_checkpoint`` / ``runner.load_from`` (strict or not): the
+        checkpoint's tensors of those layers are replaced in the incoming
+        ``state_dict`` (a copy made by the loader) by the re-initialised
+        ones, so no key is missing or mismatched.
+        """
+        reinit, old_out = [], None
+        last = len(self.classifiers[0]) - 1
+        for i, classifier in enumerate(self.classifiers):
+            layer, key = classifier[last], f'{prefix}classifiers.{i}.{last}.'
+            weight = state_dict.get(key + 'weight')
+            bias = state_dict.get(key + 'bias')
+            if not isinstance(weight, Tensor) or weight.dim() != 2 \
+                    or weight.shape[1] != layer.in_features \
+                    or weight.shape[0] == layer.out_features:
+                continue  # absent, or loads (or mismatches) as usual
+            if layer.bias is not None and not (isinstance(bias, Tensor) and
+                                               bias.shape == weight.shape[:1]):
+                continue
+            trunc_normal_(layer.weight, std=.02)
+            state_dict[key + 'weight'] = layer.weight.detach().clone()
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+                state_dict[key + 'bias'] = layer.bias.detach().clone()
+            reinit.append(i)
+            old_out = weight.shape[0]
+        if reinit:
+            which = str(reinit[0]) if len(reinit) == 1 else \
+                '{' + ','.join(map(str, reinit)) + '}'
+            print_log(
+                f'{type(self).__name__}: checkpoint classifier has '
+                f'{old_out + 1} classes, this model {self.num_classes} '
+                f'(num_classes, column 0 included); re-initialised '
+                f'{prefix}classifiers.{which}.{last} for fine-tuning',
+                logger='current', level=logging.WARNING)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     @staticmethod
     def _as_tokens(feats) -> Tuple[Tensor, Tensor, Tuple[int, int, int]]:
