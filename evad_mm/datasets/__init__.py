@@ -1,0 +1,3 @@
+from .transforms import RawFrameInit
+
+__all__ = ['RawFrameInit']

@@ -1,0 +1,3 @@
+from .multisports_metric import AVAStyleMultiSportsMetric
+
+__all__ = ['AVAStyleMultiSportsMetric']
