@@ -30,10 +30,13 @@ class InvalidLossHook(CheckInvalidLossHook):
                          outputs: Optional[dict] = None) -> None:
         if not outputs or not self.every_n_train_iters(runner, self.interval):
             return
+        values = {
+            name: float(value.detach() if hasattr(value, 'detach') else value)
+            for name, value in outputs.items() if 'loss' in name
+        }
         bad = {
-            name: float(value)
-            for name, value in outputs.items()
-            if 'loss' in name and not math.isfinite(float(value))
+            name: value
+            for name, value in values.items() if not math.isfinite(value)
         }
         if bad:
             raise FloatingPointError(
