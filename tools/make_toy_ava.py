@@ -12,8 +12,11 @@ seconds]; keyframes are the seconds 901 .. 900+seconds-1.
 
 Videos have a panning cluttered background and drifting distractor blobs.
 Actors (head disc, textured body, "arm" bar) keep one entity_id and are
-visible from 0.9 s before their first to 0.9 s after their last annotated
-keyframe, so a +-0.8 s clip around a keyframe sees the whole action.  Labels:
+visible from ``VISIBLE_MARGIN`` (0.55 s) before their first to 0.55 s after
+their last annotated keyframe: a clip around a keyframe sees most of the
+action, and no actor enters or leaves within 0.45 s of a keyframe where it
+is not annotated (mmaction2's ``SampleAVAFrames`` centres 8x2 clips one
+frame after the keyframe, and training jitters frames by one).  Labels:
 one motion class, told apart ONLY by motion -- ``move_left``/``move_right``
 (20-32 px/s), ``grow``/``shrink`` (size x1.2-1.3 per s) or ``stand_still``;
 ``striped`` (diagonal body stripes), told apart ONLY by appearance; ``wave``
@@ -39,6 +42,8 @@ CLASSES = ('move_left', 'move_right', 'grow', 'shrink', 'stand_still',
 MOTIONS = CLASSES[:5]
 TIMESTAMP_START = 900
 IOU_EXCLUDE = 0.4
+VISIBLE_MARGIN = 0.55  # s an actor is shown before/after its keyframes
+CLUTTER_AREA = 600  # background blobs: one per this many pixels
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int,
@@ -88,9 +93,9 @@ def make_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     """Cluttered canvas (h, w, 3) float: colour noise, fine grain, blobs."""
     bg = 40 + 170 * smooth_noise(rng, h, w, 5)
     bg += 50 * (smooth_noise(rng, h, w, max(w // 6, 2)) - 0.5)
-    for _ in range(int(w * h / 900)):
+    for _ in range(int(w * h / CLUTTER_AREA)):
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        rx, ry = rng.uniform(3, 14, size=2)
+        rx, ry = rng.uniform(2, 7, size=2)
         blend(bg, (cx - rx, cy - ry, cx + rx, cy + ry),
               str(rng.choice(['ellipse', 'rect'])), rng.uniform(0, 255, 3))
     return bg
@@ -124,12 +129,12 @@ def draw_actor(img: np.ndarray, actor: Dict, t: float) -> None:
 def sample_actor(rng: np.random.Generator, motion: str, k0: int, k1: int,
                  W: int, H: int) -> Dict:
     """Random actor doing ``motion``, annotated on keyframes k0..k1."""
-    t_on, t_off = k0 - 0.9, k1 + 0.9
+    t_on, t_off = k0 - VISIBLE_MARGIN, k1 + VISIBLE_MARGIN
     dur, aspect, growth, vx = t_off - t_on, rng.uniform(0.4, 0.8), 1.0, 0.0
-    h0 = rng.uniform(0.2, 0.5) * H
+    h0 = rng.uniform(0.3, 0.55) * H
     if motion in ('grow', 'shrink'):
         growth = rng.uniform(1.2, 1.3)
-        h_small = rng.uniform(0.15, max(0.6 / growth**dur, 0.16)) * H
+        h_small = rng.uniform(0.25, max(0.65 / growth**dur, 0.26)) * H
         h0 = h_small if motion == 'grow' else h_small * growth**dur
         growth = growth if motion == 'grow' else 1 / growth
     w0 = h0 * aspect
@@ -194,9 +199,9 @@ def write_video(path: str, rng: np.random.Generator, actors: List[Dict],
     canvas = make_background(rng, W + 2 * m, H + 2 * m)
     pan = rng.uniform(8, 12, 2), rng.uniform(0, 2 * np.pi, 2)
     distract = [(rng.uniform(0, W, 2), rng.uniform(-20, 20, 2),
-                 rng.uniform(8, 30, 2), str(rng.choice(['ellipse', 'rect'])),
+                 rng.uniform(6, 14, 2), str(rng.choice(['ellipse', 'rect'])),
                  255 * smooth_noise(rng, 16, 16, 2))
-                for _ in range(int(rng.integers(2, 6)))]
+                for _ in range(int(rng.integers(2, 5)))]
     os.makedirs(path, exist_ok=True)
     n_frames = seconds * fps + 1
     for n in range(1, n_frames + 1):

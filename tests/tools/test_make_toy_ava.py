@@ -271,3 +271,21 @@ def test_mmaction_ava_dataset_reads_it(toy_set):
             assert len(match) == 1
             np.testing.assert_array_equal(label, match[0])
             assert label[0] == 0 and label.sum() >= 1
+
+
+def test_unannotated_actors_stay_off_screen_near_keyframes(toy_set):
+    """An actor is not visible within 0.45 s of a keyframe where it has no
+    box: the keyframe tubelet (2 frames, centred one frame after the
+    keyframe, jittered by one in training) must not show unlabelled
+    actors, or the detector learns to call a person background."""
+    _, summary = toy_set
+    seconds = summary['seconds']
+    for actors in summary['tracks'].values():
+        for a in actors:
+            assert a['t_on'] == a['k0'] - toy.VISIBLE_MARGIN
+            assert a['t_off'] == a['k1'] + toy.VISIBLE_MARGIN
+            for k in range(1, seconds):
+                if a['k0'] <= k <= a['k1']:
+                    continue
+                gap = min(abs(a['t_on'] - k), abs(a['t_off'] - k))
+                assert gap >= 0.45 - 1e-9, (a['entity_id'], k, gap)
