@@ -31,16 +31,9 @@ PALETTE = [(0, 255, 0), (255, 128, 0), (0, 128, 255), (255, 0, 255),
            (0, 255, 255), (255, 255, 0), (128, 0, 255), (0, 0, 255)]
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='EVAD spatio-temporal action detection demo: draws each '
-        "keyframe's actors and actions on the frames around it.")
-    parser.add_argument('video', help='input video file')
-    parser.add_argument('config', help='EVAD config file')
-    parser.add_argument(
-        'checkpoint', nargs='?', default=None,
-        help='checkpoint file or URL (without one: random weights)')
-    parser.add_argument('--out', required=True, help='output .mp4 file')
+def add_drawing_args(parser: argparse.ArgumentParser) -> None:
+    """Options of what is drawn: class names, thresholds, labels per
+    actor (shared with ``tools/webcam_demo.py``)."""
     parser.add_argument(
         '--label-map', default=None,
         help='class names: mmaction2 label map (`id: name` lines) or '
@@ -54,6 +47,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'all its boxes when none reaches it)')
     parser.add_argument('--max-labels', type=int, default=3,
                         help='at most this many labels per actor')
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='EVAD spatio-temporal action detection demo: draws each '
+        "keyframe's actors and actions on the frames around it.")
+    parser.add_argument('video', help='input video file')
+    parser.add_argument('config', help='EVAD config file')
+    parser.add_argument(
+        'checkpoint', nargs='?', default=None,
+        help='checkpoint file or URL (without one: random weights)')
+    parser.add_argument('--out', required=True, help='output .mp4 file')
+    add_drawing_args(parser)
     parser.add_argument('--predict-stepsize', type=int, default=8,
                         help='frames between keyframes')
     parser.add_argument(

@@ -483,18 +483,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--keep-rate', type=float, nargs='+', default=None,
         help='override the backbone keep rate (one value or one per '
         'pruning layer), e.g. to compare 1.0 with 0.7 live')
-    parser.add_argument(
-        '--label-map', default=None,
-        help='class names: mmaction2 label map (`id: name` lines) or '
-        'pbtxt; default: the config\'s `classes`, else class_<id>')
-    parser.add_argument('--score-thr', type=float, default=0.4,
-                        help='action score threshold for drawn labels')
-    parser.add_argument(
-        '--actor-thr', type=float, default=None,
-        help='draw actors whose person score reaches this (default: the '
-        "config's model.roi_head.test_cfg.score_thr)")
-    parser.add_argument('--max-labels', type=int, default=3,
-                        help='at most this many labels per actor')
+    video_demo.add_drawing_args(parser)
     parser.add_argument(
         '--predict-stride', type=int, default=8,
         help='run the model every this many processed frames')
