@@ -146,6 +146,17 @@ def build_metric(converted):
 # ---------------------------------------------------------------------------
 # config values
 # ---------------------------------------------------------------------------
+@pytest.mark.parametrize('name,video_fps', [('ucf101_24', 25), ('jhmdb', 30),
+                                            ('multisports', 25)])
+def test_inference_uses_the_videos_frame_rate(name, video_fps):
+    """The datasets' ``fps=1`` makes timestamps frame numbers; the demos
+    must sample clips at the videos' real frame rate instead."""
+    from evad_mm.apis.inference import _training_fps
+    cfg = Config.fromfile(CONFIGS[name])
+    assert cfg.test_dataloader.dataset.fps == 1
+    assert _training_fps(cfg) == video_fps
+
+
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_class_counts_agree(name):
     cfg = Config.fromfile(CONFIGS[name])

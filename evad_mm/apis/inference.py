@@ -276,7 +276,11 @@ def _inference_pipeline(cfg: Config, short_side: Optional[int] = None
 
 
 def _training_fps(cfg: Config) -> float:
-    """The frame rate the config's AVA-style dataset samples clips at."""
+    """The frame rate of the videos the config's clips are sampled from:
+    a top-level ``video_fps`` when the dataset's ``fps`` counts something
+    else (frame-numbered timestamps, ``fps=1``), else the dataset's."""
+    if cfg.get('video_fps'):
+        return float(cfg.video_fps)
     for loader in ('test_dataloader', 'val_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset')
         if isinstance(dataset, dict) and dataset.get('fps'):
