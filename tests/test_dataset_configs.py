@@ -390,3 +390,31 @@ def test_tube_iou_patch_keeps_mmaction2_semantics():
     assert _tube_iou(b1, b3, spatialonly=True) == pytest.approx(
         multisports_utils.iou2d_voc(b1[1:, 1:5], b3[0, 1:5])[0])
     assert multisports_utils.iou3dt_voc(b1, b2) == pytest.approx(1 / 3)
+
+
+def test_dataset_checker_follows_raw_frame_init(converted, capsys):
+    """With ``RawFrameInit`` every video has its own frame range: the
+    checker must not report the frames past a short video's end as missing,
+    but must report a frame a clip really reads."""
+    name, _, root, gt, _ = converted
+    if name == 'multisports':
+        pytest.skip('read from video files, no frame folders to check')
+    spec = importlib.util.spec_from_file_location(
+        'check_ava_dataset', osp.join(REPO, 'tools', 'data',
+                                      'check_ava_dataset.py'))
+    checker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checker)
+    files = _files(root, 'val')
+    argv = [CONFIGS[name], '--split', 'val', '--ann-file', files['ann_file'],
+            '--exclude-file', files['exclude_file'], '--label-file',
+            files['label_file'], '--frame-dir', str(root / 'media')]
+    assert checker.main(argv) == 0, capsys.readouterr().out
+    video = gt['test_videos'][0][0]
+    frame = next((root / 'media' / video).glob('00009.*'))
+    saved = frame.read_bytes()
+    frame.unlink()
+    try:
+        assert checker.main(argv) == 1
+        assert frame.name in capsys.readouterr().out
+    finally:
+        frame.write_bytes(saved)

@@ -113,6 +113,9 @@ class DatasetSettings:
     clip_len: Optional[int] = None  # None: only the keyframe is checked
     frame_interval: int = SAMPLER_DEFAULT_FRAME_INTERVAL
     sampler_test_mode: bool = False
+    # the pipeline counts each video's frames (evad_mm's RawFrameInit):
+    # number of its first frame file; None: one frame range for all videos
+    frame_first_index: Optional[int] = None
     # config mode only: the model's / evaluator's class settings
     model_num_classes: Optional[int] = None
     evaluator: Optional[dict] = None
@@ -561,7 +564,9 @@ def read_excluded(settings: DatasetSettings, video_ids: Set[str],
 
 
 def clip_frame_indices(timestamp: int,
-                       settings: DatasetSettings) -> Tuple[np.ndarray, bool]:
+                       settings: DatasetSettings,
+                       total_frames: Optional[int] = None
+                       ) -> Tuple[np.ndarray, bool]:
     """Every frame file index the clip of a keyframe can use.
 
     Reproduces ``SampleAVAFrames.transform`` with ``shot_info = (0,
@@ -571,6 +576,9 @@ def clip_frame_indices(timestamp: int,
     added (a second time). In training mode each index is also shifted by
     a random offset in ``[-ceil(interval / 2), ceil(interval / 2) - 1]``;
     all of them are returned. Without ``clip_len`` only the keyframe index.
+    With ``total_frames`` (the video's own frame count, as ``RawFrameInit``
+    sets it) the shot is ``[0, total_frames)`` and file numbers start at
+    ``settings.frame_first_index``.
 
     Returns:
         (sorted unique indices, whether the clip reaches outside the shot
@@ -578,6 +586,10 @@ def clip_frame_indices(timestamp: int,
     """
     s = settings
     shot_end = s.fps * (s.timestamp_end - s.timestamp_start)
+    file_offset = s.start_index
+    if total_frames is not None:
+        shot_end, file_offset = total_frames, s.start_index + (
+            s.frame_first_index or 0)
     center = s.fps * (timestamp - s.timestamp_start) + s.start_index
     if s.clip_len is None:
         indices = np.array([center])
@@ -591,7 +603,7 @@ def clip_frame_indices(timestamp: int,
             indices = (indices[:, None] + jitter[None]).ravel()
     padded = bool(indices.min() < 0 or indices.max() > shot_end - 1)
     indices = np.clip(indices, 0, shot_end - 1).astype(np.int64)
-    return np.unique(indices + s.start_index), padded
+    return np.unique(indices + file_offset), padded
 
 
 def _frame_exists(frame_dir: str, name: str, on_disk: Set[str]) -> bool:
@@ -600,6 +612,16 @@ def _frame_exists(frame_dir: str, name: str, on_disk: Set[str]) -> bool:
     if os.sep in name:
         return osp.isfile(osp.join(frame_dir, name))
     return name in on_disk
+
+
+def _count_frames(settings: DatasetSettings, on_disk: Set[str]) -> int:
+    """Frame files numbered without gaps from ``frame_first_index``, as
+    ``RawFrameInit`` counts them."""
+    count = 0
+    while settings.filename_tmpl.format(settings.frame_first_index +
+                                        count) in on_disk:
+        count += 1
+    return count
 
 
 def check_frames(keyframes: Dict[Tuple[str, int], int],
@@ -623,9 +645,33 @@ def check_frames(keyframes: Dict[Tuple[str, int], int],
                 'fix data_prefix.img')
             continue
         on_disk = set(os.listdir(frame_dir))
+        total = None
+        if settings.frame_first_index is not None:
+            total = _count_frames(settings, on_disk)
+            if total == 0:
+                first = settings.filename_tmpl.format(
+                    settings.frame_first_index)
+                report.add(
+                    ERROR, 'frames', settings.ann_file, stamps[0][1],
+                    f'{frame_dir} has no first frame {first}',
+                    'name the frames as filename_tmpl and '
+                    'RawFrameInit(first_index=...) say')
+                continue
         present: Dict[int, bool] = {}  # frame index -> file exists
         for timestamp, line in stamps:
-            indices, padded = clip_frame_indices(timestamp, settings)
+            keyframe = settings.fps * (timestamp - settings.timestamp_start)
+            if total is not None and not 0 <= keyframe < total:
+                first = settings.frame_first_index
+                gap = settings.filename_tmpl.format(first + total)
+                key_file = settings.filename_tmpl.format(first + keyframe)
+                report.add(
+                    ERROR, 'frames', settings.ann_file, line,
+                    f'{video_id},{timestamp:04d}: keyframe file {key_file}'
+                    f' is past the {total} frames numbered without gaps '
+                    f'in {frame_dir} ({gap} is missing)',
+                    'extract every frame, numbered without gaps')
+                continue
+            indices, padded = clip_frame_indices(timestamp, settings, total)
             for index in indices.tolist():
                 if index not in present:
                     present[index] = _frame_exists(
@@ -930,10 +976,10 @@ def check_split(settings: DatasetSettings,
 # --------------------------------------------------------------------------
 
 
-def _find_sampler(pipeline: Sequence[dict]) -> Optional[dict]:
-    """The ``SampleAVAFrames`` step of a pipeline, if any."""
+def _find_step(pipeline: Sequence[dict], name: str) -> Optional[dict]:
+    """The first step of type ``name`` in a pipeline, if any."""
     for step in pipeline or ():
-        if str(step.get('type', '')).split('.')[-1] == 'SampleAVAFrames':
+        if str(step.get('type', '')).split('.')[-1] == name:
             return step
     return None
 
@@ -962,7 +1008,8 @@ def settings_from_config(
     values = {k: dataset.get(k, v) for k, v in DATASET_DEFAULTS.items()}
     data_root = dataset.get('data_root', '') or ''
     prefix = (dataset.get('data_prefix') or {}).get('img', '')
-    sampler = _find_sampler(dataset.get('pipeline'))
+    sampler = _find_step(dataset.get('pipeline'), 'SampleAVAFrames')
+    frame_counter = _find_step(dataset.get('pipeline'), 'RawFrameInit')
     model = cfg.get('model') or {}
     head = model.get('action_head') or {}
     if values['custom_classes'] is not None:
@@ -980,6 +1027,8 @@ def settings_from_config(
         settings.frame_interval = sampler.get('frame_interval',
                                               SAMPLER_DEFAULT_FRAME_INTERVAL)
         settings.sampler_test_mode = bool(sampler.get('test_mode', False))
+    if frame_counter is not None:
+        settings.frame_first_index = int(frame_counter.get('first_index', 1))
     return settings, None
 
 
