@@ -261,12 +261,12 @@ class StreamingDetector:
                  short_side: Optional[int] = None,
                  frame_interval: Optional[int] = None) -> None:
         from evad_mm.apis import get_label_names
-        from evad_mm.apis.inference import _inference_pipeline
+        from evad_mm.apis import inference_pipeline
         self.model = model
         self.score_thr = score_thr
         self.short_side = short_side
         self.label_names = get_label_names(model, label_map)
-        self.clip_len, cfg_interval, _ = _inference_pipeline(
+        self.clip_len, cfg_interval, _ = inference_pipeline(
             model.cfg, short_side)
         self.frame_interval = int(frame_interval or cfg_interval)
         if self.frame_interval < 1:

@@ -246,8 +246,8 @@ def _find_pipeline(cfg: Config) -> list:
                      '(test_dataloader.dataset.pipeline or test_pipeline)')
 
 
-def _inference_pipeline(cfg: Config, short_side: Optional[int] = None
-                        ) -> Tuple[int, int, List[dict]]:
+def inference_pipeline(cfg: Config, short_side: Optional[int] = None
+                       ) -> Tuple[int, int, List[dict]]:
     """``clip_len``, ``frame_interval`` of the test pipeline's
     ``SampleAVAFrames`` and its transforms after decoding (frame sampling
     and decoding are done here), ``Resize`` to ``short_side`` if given."""
@@ -369,7 +369,7 @@ def detect_video(model: torch.nn.Module,
     clip_fps = source.fps or _training_fps(cfg)
     names = get_label_names(model, label_map)
     num = _num_classes(model) - 1
-    clip_len, cfg_interval, transforms = _inference_pipeline(cfg, short_side)
+    clip_len, cfg_interval, transforms = inference_pipeline(cfg, short_side)
     interval = int(frame_interval or cfg_interval)
     if frame_interval is None and source.fps:
         trained_fps = _training_fps(cfg)

@@ -65,6 +65,10 @@ def _num_classes(model) -> int:
     return int(model.cfg.model.action_head.num_classes)
 
 
+# (source, named, predicted) of the subset notes already logged
+_SUBSET_NOTED: set = set()
+
+
 def get_label_names(model,
                     label_map: Union[None, str, Path, Dict[int, str],
                                      Sequence[str]] = None) -> Dict[int, str]:
@@ -105,7 +109,8 @@ def get_label_names(model,
             f'model predicts {num} (num_classes={num + 1}, column 0 unused): '
             f'class ids must be 1..{num}. Use the label map the model was '
             'trained with.')
-    if len(ids) != num:
+    if len(ids) != num and (source, len(ids), num) not in _SUBSET_NOTED:
+        _SUBSET_NOTED.add((source, len(ids), num))  # once, not per call
         print_log(f'The {source} names {len(ids)} of the model\'s {num} '
                   'classes: only those are reported.', logger='current',
                   level=logging.INFO)
