@@ -29,8 +29,9 @@
 _base_ = ['evad_vitb_ava.py']
 
 data_root = 'data/multisports'
-# frame rate of the videos themselves (MultiSports videos are 25 fps): `fps=1` below makes
-# timestamps frame numbers, so the demos and evad_mm.apis read this one
+# frame rate of the videos themselves (MultiSports videos are 25 fps); `fps=1`
+# below makes timestamps frame numbers, so evad_mm.apis and the demos
+# sample clips at this rate
 video_fps = 25
 ann_root = f'{data_root}/annotations'
 label_file = f'{ann_root}/action_list.pbtxt'

@@ -31,10 +31,14 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.logging import MMLogger, print_log
 from mmengine.registry import DefaultScope
 
+from .labels import _num_classes, get_label_names, load_label_map
+from .video import (VideoFrames, VideoReadError, clip_indices,
+                    default_keyframes, load_video)
+
 __all__ = [
-    'init_detector', 'detect_video', 'load_video', 'load_label_map',
-    'get_label_names', 'default_keyframes', 'clip_indices', 'KeyframeResult',
-    'VideoFrames', 'VideoReadError', 'RandomWeightsWarning'
+    'init_detector', 'detect_video', 'inference_pipeline', 'load_video',
+    'load_label_map', 'get_label_names', 'default_keyframes', 'clip_indices',
+    'KeyframeResult', 'VideoFrames', 'VideoReadError', 'RandomWeightsWarning'
 ]
 
 # AVADataset's default frame rate (AVA's rawframes are extracted at 30 fps).
@@ -175,11 +179,7 @@ def init_detector(config: Union[str, Path, Config],
     return model
 
 
-# ---------------------------------------------------------------- video ---
-
-from .labels import get_label_names, load_label_map, _num_classes  # noqa: E402,F401
-from .video import (VideoFrames, VideoReadError, clip_indices,  # noqa: E402,F401
-                    default_keyframes, load_video)
+# ---------------------------------------------------------------- detect ---
 
 
 @dataclass

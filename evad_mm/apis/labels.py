@@ -115,6 +115,3 @@ def get_label_names(model,
                   'classes: only those are reported.', logger='current',
                   level=logging.INFO)
     return names
-
-
-# --------------------------------------------------------------- detect ---

@@ -151,6 +151,3 @@ def clip_indices(keyframe: int, clip_len: int, frame_interval: int,
     start = keyframe - (clip_len // 2) * frame_interval
     end = keyframe + ((clip_len + 1) // 2) * frame_interval
     return np.clip(np.arange(start, end, frame_interval), 0, num_frames - 1)
-
-
-# --------------------------------------------------------------- labels ---
