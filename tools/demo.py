@@ -198,6 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from evad_mm.apis import (VideoReadError, default_keyframes,
                               detect_video, get_label_names, init_detector,
                               load_video)
+    from evad_mm.apis.inference import progress_bar
     tic = time.time()
     try:
         video = load_video(args.video)
@@ -253,13 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              out_fps, size)
     if not writer.isOpened():
         return _error(f'cannot open {args.out} for writing (mp4v)')
-    try:
-        from tqdm import tqdm
-        bar = tqdm(total=len(out_indices), desc='render', unit='frame',
-                   file=sys.stderr)
-    except ImportError:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(out_indices))
+    bar = progress_bar(len(out_indices), 'render', 'frame')
     try:
         for s in range(0, len(out_indices), 64):
             chunk = out_indices[s:s + 64]

@@ -38,6 +38,7 @@ from .video import (VideoFrames, VideoReadError, clip_indices,
 __all__ = [
     'init_detector', 'detect_video', 'inference_pipeline', 'load_video',
     'load_label_map', 'get_label_names', 'default_keyframes', 'clip_indices',
+    'progress_bar',
     'KeyframeResult', 'VideoFrames', 'VideoReadError', 'RandomWeightsWarning'
 ]
 
@@ -180,6 +181,17 @@ def init_detector(config: Union[str, Path, Config],
 
 
 # ---------------------------------------------------------------- detect ---
+
+
+def progress_bar(total: int, desc: str, unit: str):
+    """A tqdm bar on stderr, or mmengine's ``ProgressBar`` without tqdm.
+    Both have ``update(n)``; only tqdm has ``close()``."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        from mmengine.utils import ProgressBar
+        return ProgressBar(total)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
 
 
 @dataclass
@@ -421,15 +433,8 @@ def detect_video(model: torch.nn.Module,
                                 _AUTO_BATCH_PIXELS // max(pixels, 1)))
 
     results = []
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=len(keyframes), desc='detect', unit='keyframe',
-                       file=sys.stderr)
-        except ImportError:
-            from mmengine.utils import ProgressBar
-            bar = ProgressBar(len(keyframes))
+    bar = progress_bar(len(keyframes), 'detect', 'keyframe') \
+        if progress else None
     try:
         for b in range(0, len(keyframes), batch_size):
             chunk = keyframes[b:b + batch_size]
