@@ -1,5 +1,7 @@
-"""Shared helpers: tiny EVAD configs and mmaction2 data samples."""
+"""Shared helpers: tiny EVAD configs, mmaction2 data samples, and the
+scripts of tools/ loaded as modules."""
 import copy
+import importlib.util
 import os.path as osp
 
 import pytest
@@ -9,6 +11,17 @@ import evad_mm  # noqa: F401  (shims + registration before mmaction)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED = osp.join(osp.dirname(REPO), 'shared')
+
+
+def load_tool(*parts):
+    """``tools/<parts>.py`` (not a package) loaded as a fresh module, e.g.
+    ``load_tool('data', 'check_ava_dataset')``."""
+    path = osp.join(REPO, 'tools', *parts[:-1], f'{parts[-1]}.py')
+    spec = importlib.util.spec_from_file_location(
+        '_tool_' + '_'.join(parts), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def toy_model_cfg(**overrides):

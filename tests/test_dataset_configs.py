@@ -9,7 +9,6 @@ metrics: the keyframe is the annotated frame, boxes come out in pixels,
 labels multi-hot at label index + 1, and the ground truth scored as
 predictions gives a perfect mAP.
 """
-import importlib.util
 import os.path as osp
 import pickle
 from types import SimpleNamespace
@@ -20,7 +19,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_tool
 
 CONFIGS = dict(
     ucf101_24=osp.join(REPO, 'configs', 'evad_vitb_ucf101_24.py'),
@@ -32,12 +31,7 @@ GREY_STEP = 10  # frame t is filled with grey level GREY_STEP * t
 
 
 def _converter():
-    spec = importlib.util.spec_from_file_location(
-        'tube_gt_to_ava', osp.join(REPO, 'tools', 'data',
-                                   'tube_gt_to_ava.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('data', 'tube_gt_to_ava')
 
 
 def _tube(first, last, box, dx=1.):
@@ -399,11 +393,7 @@ def test_dataset_checker_follows_raw_frame_init(converted, capsys):
     name, _, root, gt, _ = converted
     if name == 'multisports':
         pytest.skip('read from video files, no frame folders to check')
-    spec = importlib.util.spec_from_file_location(
-        'check_ava_dataset', osp.join(REPO, 'tools', 'data',
-                                      'check_ava_dataset.py'))
-    checker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(checker)
+    checker = load_tool('data', 'check_ava_dataset')
     files = _files(root, 'val')
     argv = [CONFIGS[name], '--split', 'val', '--ann-file', files['ann_file'],
             '--exclude-file', files['exclude_file'], '--label-file',

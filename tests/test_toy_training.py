@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_tool
 
 PY = sys.executable
 MIM = osp.join(osp.dirname(PY), 'mim')
@@ -102,11 +102,7 @@ class RankDumpHook(Hook):
 
 
 def _make_toy_ava(out_dir, **kwargs):
-    spec = importlib.util.spec_from_file_location(
-        'make_toy_ava', osp.join(REPO, 'tools', 'make_toy_ava.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_toy_ava(str(out_dir), **kwargs)
+    return load_tool('make_toy_ava').make_toy_ava(str(out_dir), **kwargs)
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,4 @@
 """tools/analysis/get_flops.py and benchmark.py on the toy config (CPU)."""
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -11,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.conftest import load_tool
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools', 'analysis')
 TOY = osp.join(REPO, 'configs', 'evad_toy_ava.py')
@@ -19,11 +20,7 @@ PARTS = ('backbone', 'neck', 'localization', 'context_refinement')
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f'_analysis_{name}', osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('analysis', name)
 
 
 @pytest.fixture(scope='module')

@@ -4,12 +4,13 @@ A small clean set (3 videos x 6 s, ``tools/make_toy_ava.py``) is generated
 once per module; every test that changes it works on its own copy. The
 frame arithmetic is compared with mmaction2's ``SampleAVAFrames`` itself.
 """
-import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 FPS, T0, SECONDS = 10, 900, 6
@@ -17,16 +18,8 @@ T1 = T0 + SECONDS
 NUM_CLASSES = 8  # 7 toy classes + column 0
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy = _load('make_toy_ava', REPO / 'tools' / 'make_toy_ava.py')
-checker = _load('check_ava_dataset',
-                REPO / 'tools' / 'data' / 'check_ava_dataset.py')
+toy = load_tool('make_toy_ava')
+checker = load_tool('data', 'check_ava_dataset')
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 """Tests for ``tools/demo.py`` on a small generated clip (toy config, random
 weights, CPU)."""
-import importlib.util
 import os.path as osp
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import pytest
 
 from evad_mm.apis import RandomWeightsWarning
 
+from tests.conftest import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / 'tools' / 'demo.py'
 TOY = str(REPO / 'configs' / 'evad_toy_ava.py')
@@ -18,14 +19,7 @@ DEMO_MP4 = '/work/shared/data/mmaction2/demo/demo.mp4'
 T, H, W, FPS = 40, 96, 128, 10
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('evad_demo', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_tool()
+demo = load_tool('demo')
 
 
 @pytest.fixture(scope='module')

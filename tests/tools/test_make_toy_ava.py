@@ -4,7 +4,6 @@ A small set (3 videos x 6 s) is generated once per module; mmaction2's own
 label-map reader and ``AVADataset`` + standard AVA transforms must read it.
 """
 import csv
-import importlib.util
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -12,19 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / 'tools' / 'make_toy_ava.py'
+from tests.conftest import load_tool
+
 SMALL = dict(videos=3, seconds=6)  # fps=10, size=160x128 (defaults)
 W, H, FPS, T0 = 160, 128, 10, 900
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('make_toy_ava', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy = _load_tool()
+toy = load_tool('make_toy_ava')
 
 
 @pytest.fixture(scope='module')

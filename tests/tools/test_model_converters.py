@@ -4,7 +4,6 @@ The authors' layout is written here from our modules, independently of the
 converters' rename tables, then converted back with the tools.
 """
 import copy
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -12,22 +11,14 @@ import torch
 
 from evad_mm.compat import safe_torch_load
 from evad_mm.registry import MODELS
-from tests.conftest import REPO, action_samples, toy_model_cfg
+from tests.conftest import REPO, action_samples, load_tool, toy_model_cfg
 
 TOY = osp.join(REPO, 'configs', 'evad_toy_ava.py')
 CODE_RAN = []
 
 
-def load_tool(name):
-    path = osp.join(REPO, 'tools', 'model_converters', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-official = load_tool('official_evad_to_mm')
-videomae = load_tool('videomae_to_mm')
+official = load_tool('model_converters', 'official_evad_to_mm')
+videomae = load_tool('model_converters', 'videomae_to_mm')
 
 
 def perturbed(model, seed):

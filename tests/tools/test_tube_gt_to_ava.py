@@ -6,27 +6,19 @@ Loading the converted files through mmaction2's ``AVADataset`` and
 """
 import copy
 import csv
-import importlib.util
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import load_tool
+
 W, H = 64, 48
 LABELS = ['Basketball', 'Diving', 'Fencing']
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-conv = _load('tube_gt_to_ava', REPO / 'tools' / 'data' / 'tube_gt_to_ava.py')
+conv = load_tool('data', 'tube_gt_to_ava')
 
 
 def _tube(first, last, box, step=(0., 0.)):

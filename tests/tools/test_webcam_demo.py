@@ -1,7 +1,6 @@
 """Tests for ``tools/webcam_demo.py``: the bounded frame queue, the stream
 loop, and headless runs on a small generated video (toy config, random
 weights, CPU)."""
-import importlib.util
 import queue
 import time
 from pathlib import Path
@@ -13,20 +12,14 @@ import torch
 
 from evad_mm.apis import RandomWeightsWarning
 
+from tests.conftest import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / 'tools' / 'webcam_demo.py'
 TOY = str(REPO / 'configs' / 'evad_toy_ava.py')
 T, H, W, FPS = 40, 64, 64, 10
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('evad_webcam_demo', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-webcam = _load_tool()
+webcam = load_tool('webcam_demo')
 
 
 @pytest.fixture(scope='module')
