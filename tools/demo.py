@@ -31,6 +31,15 @@ PALETTE = [(0, 255, 0), (255, 128, 0), (0, 128, 255), (255, 0, 255),
            (0, 255, 255), (255, 255, 0), (128, 0, 255), (0, 0, 255)]
 
 
+def require_positive(parser: argparse.ArgumentParser,
+                     args: argparse.Namespace, names: Sequence[str]) -> None:
+    """Exit with a usage error naming the first option of ``names`` below 1
+    (shared with ``tools/webcam_demo.py``)."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1')
+
+
 def add_drawing_args(parser: argparse.ArgumentParser) -> None:
     """Options of what is drawn: class names, thresholds, labels per
     actor (shared with ``tools/webcam_demo.py``)."""
@@ -88,9 +97,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
         help='config overrides, e.g. model.backbone.keep_rate=0.6')
     args = parser.parse_args(argv)
-    for name in ('predict_stepsize', 'output_stepsize', 'max_labels'):
-        if getattr(args, name) < 1:
-            parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    require_positive(parser, args,
+                     ('predict_stepsize', 'output_stepsize', 'max_labels'))
     return args
 
 

@@ -518,9 +518,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
         help='config overrides, e.g. model.action_head.num_classes=16')
     args = parser.parse_args(argv)
-    for name in ('predict_stride', 'queue_size', 'max_labels'):
-        if getattr(args, name) < 1:
-            parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    video_demo.require_positive(parser, args,
+                                ('predict_stride', 'queue_size', 'max_labels'))
     if args.max_frames is not None and args.max_frames < 1:
         parser.error('--max-frames must be >= 1')
     if args.duration is not None and args.duration <= 0:
