@@ -1,10 +1,21 @@
 """Per-video frame ranges for AVA-format data sets of rawframe folders."""
 import os
-from typing import Dict, Tuple
+from typing import Dict, Set, Tuple
 
 from mmcv.transforms import BaseTransform
 
 from evad_mm.registry import TRANSFORMS
+
+
+def count_frame_files(names: Set[str], filename_tmpl: str,
+                      first_index: int) -> int:
+    """How many of ``filename_tmpl.format(i)`` for i = ``first_index``,
+    ``first_index + 1``, ... are in ``names`` (a folder listing) before the
+    first gap."""
+    count = 0
+    while filename_tmpl.format(first_index + count) in names:
+        count += 1
+    return count
 
 
 @TRANSFORMS.register_module()
@@ -65,10 +76,8 @@ class RawFrameInit(BaseTransform):
                     f'RawFrameInit: cannot list the frame folder {frame_dir} '
                     f'({err}); frames must be in <data_prefix.img>/'
                     '<video_id>/ as named by filename_tmpl') from err
-            count = 0
-            while filename_tmpl.format(self.first_index + count) in names:
-                count += 1
-            self._counts[key] = count
+            self._counts[key] = count_frame_files(names, filename_tmpl,
+                                                  self.first_index)
         return self._counts[key]
 
     def transform(self, results: Dict) -> Dict:

@@ -614,16 +614,6 @@ def _frame_exists(frame_dir: str, name: str, on_disk: Set[str]) -> bool:
     return name in on_disk
 
 
-def _count_frames(settings: DatasetSettings, on_disk: Set[str]) -> int:
-    """Frame files numbered without gaps from ``frame_first_index``, as
-    ``RawFrameInit`` counts them."""
-    count = 0
-    while settings.filename_tmpl.format(settings.frame_first_index +
-                                        count) in on_disk:
-        count += 1
-    return count
-
-
 def check_frames(keyframes: Dict[Tuple[str, int], int],
                  settings: DatasetSettings, report: SplitReport) -> None:
     """Every frame the clips of ``keyframes`` need exists on disk.
@@ -647,7 +637,10 @@ def check_frames(keyframes: Dict[Tuple[str, int], int],
         on_disk = set(os.listdir(frame_dir))
         total = None
         if settings.frame_first_index is not None:
-            total = _count_frames(settings, on_disk)
+            # set from a config whose pipeline has RawFrameInit: count as it
+            from evad_mm.datasets.transforms import count_frame_files
+            total = count_frame_files(on_disk, settings.filename_tmpl,
+                                      settings.frame_first_index)
             if total == 0:
                 first = settings.filename_tmpl.format(
                     settings.frame_first_index)
