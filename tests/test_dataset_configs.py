@@ -149,6 +149,9 @@ def test_inference_uses_the_videos_frame_rate(name, video_fps):
     cfg = Config.fromfile(CONFIGS[name])
     assert cfg.test_dataloader.dataset.fps == 1
     assert _training_fps(cfg) == video_fps
+    cfg.video_fps = 0
+    with pytest.raises(ValueError, match='video_fps=0'):
+        _training_fps(cfg)
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))

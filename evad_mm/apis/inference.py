@@ -291,7 +291,11 @@ def _training_fps(cfg: Config) -> float:
     """The frame rate of the videos the config's clips are sampled from:
     a top-level ``video_fps`` when the dataset's ``fps`` counts something
     else (frame-numbered timestamps, ``fps=1``), else the dataset's."""
-    if cfg.get('video_fps'):
+    if cfg.get('video_fps') is not None:
+        if not isinstance(cfg.video_fps, (int, float)) or cfg.video_fps <= 0:
+            raise ValueError(
+                f'video_fps={cfg.video_fps!r} in the config must be the '
+                'frame rate of the videos (> 0), e.g. video_fps = 25')
         return float(cfg.video_fps)
     for loader in ('test_dataloader', 'val_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset')
