@@ -27,8 +27,9 @@ def build(model_cfg):
     return model
 
 
-def clips(frames, size=(64, 64), num_boxes=(2, )):
-    samples = action_samples(list(num_boxes), size=size, num_classes=81)
+def clips(frames, size=(64, 64), num_boxes=(2, ), num_classes=81):
+    samples = action_samples(list(num_boxes), size=size,
+                             num_classes=num_classes)
     for s in samples:
         gt = s.gt_instances.bboxes
         s.proposals = InstanceData(
@@ -41,7 +42,7 @@ def clips(frames, size=(64, 64), num_boxes=(2, )):
     return dict(inputs=inputs, data_samples=samples)
 
 
-def train_step_and_predict(model, data):
+def train_step_and_predict(model, data, num_classes=81):
     model.train()
     losses = model(**model.data_preprocessor(copy.deepcopy(data), True),
                    mode='loss')
@@ -55,7 +56,7 @@ def train_step_and_predict(model, data):
         results = model(**model.data_preprocessor(data), mode='predict')
     for r in results:
         pred = r.pred_instances
-        assert pred.scores.shape == (len(pred.bboxes), 81)
+        assert pred.scores.shape == (len(pred.bboxes), num_classes)
         assert 0 <= pred.bboxes.min() and pred.bboxes.max() <= 1
     return losses
 
@@ -95,6 +96,18 @@ def test_evad_detector_with_mmaction_vit_feature_map():
     cfg.action_head.update(in_channels=64, embed_dims=32, depth=2,
                            num_heads=2, hidden_channels=16)
     train_step_and_predict(build(cfg), clips(4))
+
+
+def test_evad_heads_on_tiny_r3d_for_toy_data():
+    cfg = load('evad-heads_r3d-tiny_toy_ava.py')
+    model = build(cfg)
+    assert type(model.backbone).__name__ == 'ResNet3dSlowOnly'
+    num_classes = cfg.action_head.num_classes
+    data = clips(8, size=(64, 80), num_boxes=(2, 1), num_classes=num_classes)
+    losses = train_step_and_predict(model, data, num_classes)
+    assert 's2.loss_iou' in losses
+    # the losses reach the first layer of the CNN
+    assert model.backbone.conv1.conv.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('keep_rate', [1.0, 0.5])
