@@ -1,5 +1,5 @@
-"""Shared helpers: tiny EVAD configs, mmaction2 data samples, and the
-scripts of tools/ loaded as modules."""
+"""Shared helpers: tiny EVAD configs, mmaction2 data samples, mp4 clips,
+and the scripts of tools/ loaded as modules."""
 import copy
 import importlib.util
 import os.path as osp
@@ -22,6 +22,21 @@ def load_tool(*parts):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def write_mp4(path, clip, fps):
+    """Write ``clip``, (T, H, W, 3) uint8 RGB, as an mp4v video; return the
+    path as a string."""
+    import cv2
+    import numpy as np
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                             (clip.shape[2], clip.shape[1]))
+    assert writer.isOpened()
+    for frame in clip:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    assert osp.getsize(path) > 0
+    return str(path)
 
 
 def toy_model_cfg(**overrides):

@@ -12,6 +12,8 @@ from evad_mm.apis import (KeyframeResult, RandomWeightsWarning, VideoReadError,
                           init_detector, load_label_map, load_video)
 from evad_mm.apis.inference import _disable_pretrained, clip_indices
 
+from tests.conftest import write_mp4
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY = osp.join(REPO, 'configs', 'evad_toy_ava.py')
 CLASSES = ('move_left', 'move_right', 'grow', 'shrink', 'stand_still',
@@ -30,18 +32,6 @@ def make_clip(num_frames=T, height=H, width=W, seed=0):
     return clip
 
 
-def write_mp4(path, clip, fps=FPS):
-    import cv2
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                             (clip.shape[2], clip.shape[1]))
-    assert writer.isOpened()
-    for frame in clip:
-        writer.write(np.ascontiguousarray(frame[..., ::-1]))
-    writer.release()
-    assert osp.getsize(path) > 0
-    return str(path)
-
-
 @pytest.fixture(scope='module')
 def clip():
     return make_clip()
@@ -49,7 +39,8 @@ def clip():
 
 @pytest.fixture(scope='module')
 def clip_mp4(clip, tmp_path_factory):
-    return write_mp4(tmp_path_factory.mktemp('video') / 'clip.mp4', clip)
+    return write_mp4(tmp_path_factory.mktemp('video') / 'clip.mp4', clip,
+                     FPS)
 
 
 @pytest.fixture(scope='module')

@@ -19,7 +19,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tests.conftest import REPO, load_tool
+from tests.conftest import REPO, load_tool, write_mp4
 
 CONFIGS = dict(
     ucf101_24=osp.join(REPO, 'configs', 'evad_vitb_ucf101_24.py'),
@@ -81,11 +81,7 @@ def write_videos(root, gt):
     for video, n in gt['nframes'].items():
         path = root / f'{video}.mp4'
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'),
-                                 25, (W, H))
-        for t in range(1, n + 1):
-            writer.write(_grey(t))
-        writer.release()
+        write_mp4(path, np.stack([_grey(t) for t in range(1, n + 1)]), 25)
 
 
 @pytest.fixture(scope='module', params=sorted(CONFIGS))

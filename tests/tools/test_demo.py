@@ -10,7 +10,7 @@ import pytest
 
 from evad_mm.apis import RandomWeightsWarning
 
-from tests.conftest import load_tool
+from tests.conftest import load_tool, write_mp4
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / 'tools' / 'demo.py'
@@ -25,17 +25,12 @@ demo = load_tool('demo')
 @pytest.fixture(scope='module')
 def clip_mp4(tmp_path_factory):
     """40 frames of 96x128 at 10 fps: a bright square moving over noise."""
-    import cv2
     rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp('video') / 'clip.mp4'
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), FPS,
-                             (W, H))
+    clip = np.empty((T, H, W, 3), np.uint8)
     for t in range(T):
-        frame = rng.integers(0, 80, (H, W, 3), np.uint8)
-        frame[30:70, 5 + 2 * t:35 + 2 * t] = (40, 200, 220)
-        writer.write(frame)
-    writer.release()
-    return str(path)
+        clip[t] = rng.integers(0, 80, (H, W, 3), np.uint8)
+        clip[t, 30:70, 5 + 2 * t:35 + 2 * t] = (220, 200, 40)
+    return write_mp4(tmp_path_factory.mktemp('video') / 'clip.mp4', clip, FPS)
 
 
 def _read_back(path):

@@ -12,7 +12,7 @@ import torch
 
 from evad_mm.apis import RandomWeightsWarning
 
-from tests.conftest import load_tool
+from tests.conftest import load_tool, write_mp4
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / 'configs' / 'evad_toy_ava.py')
@@ -25,18 +25,12 @@ webcam = load_tool('webcam_demo')
 @pytest.fixture(scope='module')
 def clip_mp4(tmp_path_factory):
     """40 frames of 64x64 at 10 fps: a bright square moving over noise."""
-    import cv2
     rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp('video') / 'clip.mp4'
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), FPS,
-                             (W, H))
-    assert writer.isOpened()
+    clip = np.empty((T, H, W, 3), np.uint8)
     for t in range(T):
-        frame = rng.integers(0, 80, (H, W, 3), np.uint8)
-        frame[16:48, 2 + t:26 + t] = (40, 200, 220)
-        writer.write(frame)
-    writer.release()
-    return str(path)
+        clip[t] = rng.integers(0, 80, (H, W, 3), np.uint8)
+        clip[t, 16:48, 2 + t:26 + t] = (220, 200, 40)
+    return write_mp4(tmp_path_factory.mktemp('video') / 'clip.mp4', clip, FPS)
 
 
 def _frame_count(path):
