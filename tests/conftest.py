@@ -24,6 +24,20 @@ def load_tool(*parts):
     return module
 
 
+def moving_square_clip(num_frames, size, rows, x0, box_width, step, seed=0):
+    """(T, H, W, 3) uint8 RGB: dark noise with a bright square over
+    ``rows`` (a slice) whose left edge moves from ``x0`` by ``step`` pixels
+    a frame."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    clip = np.empty((num_frames, *size, 3), np.uint8)
+    for t in range(num_frames):
+        clip[t] = rng.integers(0, 80, (*size, 3), np.uint8)
+        x = x0 + step * t
+        clip[t, rows, x:x + box_width] = (220, 200, 40)
+    return clip
+
+
 def write_mp4(path, clip, fps):
     """Write ``clip``, (T, H, W, 3) uint8 RGB, as an mp4v video; return the
     path as a string."""

@@ -10,7 +10,7 @@ import pytest
 
 from evad_mm.apis import RandomWeightsWarning
 
-from tests.conftest import load_tool, write_mp4
+from tests.conftest import load_tool, moving_square_clip, write_mp4
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / 'tools' / 'demo.py'
@@ -25,11 +25,7 @@ demo = load_tool('demo')
 @pytest.fixture(scope='module')
 def clip_mp4(tmp_path_factory):
     """40 frames of 96x128 at 10 fps: a bright square moving over noise."""
-    rng = np.random.default_rng(0)
-    clip = np.empty((T, H, W, 3), np.uint8)
-    for t in range(T):
-        clip[t] = rng.integers(0, 80, (H, W, 3), np.uint8)
-        clip[t, 30:70, 5 + 2 * t:35 + 2 * t] = (220, 200, 40)
+    clip = moving_square_clip(T, (H, W), slice(30, 70), 5, 30, 2)
     return write_mp4(tmp_path_factory.mktemp('video') / 'clip.mp4', clip, FPS)
 
 
