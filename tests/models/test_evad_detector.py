@@ -59,7 +59,7 @@ def test_inputs_are_padded_to_the_size_divisor():
     assert fpn[0].shape[-2:] == (96 // 4, 96 // 4)
 
 
-def test_plain_feature_map_backbone():
+def plain_vit_cfg():
     """mmaction2's VisionTransformer with return_feat_map=True."""
     cfg = toy_model_cfg()
     cfg['backbone'] = dict(
@@ -69,11 +69,33 @@ def test_plain_feature_map_backbone():
     cfg['neck']['scale_factors'] = (1, )
     cfg['neck']['fpn'] = dict(type='FPN')
     cfg['roi_head']['bbox_roi_extractor']['featmap_strides'] = [16]
-    model = MODELS.build(cfg)
+    return cfg
+
+
+def test_plain_feature_map_backbone():
+    model = MODELS.build(plain_vit_cfg())
     model.init_weights()
     data = model.data_preprocessor(batch([1, 1]), training=True)
     losses = model(**data, mode='loss')
     sum(v for k, v in losses.items() if 'loss' in k).backward()
+
+
+@pytest.mark.parametrize('backbone', ['EVADViT', 'VisionTransformer'])
+def test_actor_roi_features_are_read_from_the_right_memory(backbone):
+    """mmcv's RoIAlign reads raw NCHW memory: on the channels-last maps a
+    token reshape gives, it silently returns other pixels' features."""
+    torch.manual_seed(0)
+    model = MODELS.build(
+        toy_model_cfg() if backbone == 'EVADViT' else plain_vit_cfg())
+    model.init_weights()
+    model.eval()
+    rois = torch.tensor([[0., 4., 6., 40., 50.], [1., 30., 2., 60., 30.]])
+    with torch.no_grad():
+        fpn, _ = model.extract_feat(torch.randn(2, 3, 8, 64, 64))
+        extractor = model.roi_head.bbox_roi_extractor[0]
+        got = extractor(fpn, rois)
+        want = extractor(tuple(x.contiguous() for x in fpn), rois)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_tiny_evad_overfits_two_clips():

@@ -266,8 +266,10 @@ class EVADViT(VisionTransformer):
             else:
                 x = self._run_block(block, x)
             if i in self.out_indices:
+                # contiguous NCHW: mmcv's RoIAlign reads raw memory and
+                # silently mixes channels up on other layouts
                 keyframe_feats.append(x[:, :num_key].transpose(1, 2).reshape(
-                    x.shape[0], -1, h, w))
+                    x.shape[0], -1, h, w).contiguous())
         if self.fc_norm is not None:
             return self.fc_norm(x.mean(1))
         return EVADBackboneOutput(

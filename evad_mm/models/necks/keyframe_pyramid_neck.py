@@ -62,7 +62,8 @@ class KeyframePyramidNeck(BaseModule):
                 simple feature pyramid).
 
         Returns:
-            tuple[Tensor]: FPN outputs, (B, out_channels, h*s, w*s) each.
+            tuple[Tensor]: FPN outputs, (B, out_channels, h*s, w*s) each,
+                contiguous.
         """
         if len(feats) == 1:
             feats = list(feats) * len(self.scale_factors)
@@ -75,4 +76,8 @@ class KeyframePyramidNeck(BaseModule):
             x if s == 1 else F.interpolate(x, scale_factor=s, mode='nearest')
             for x, s in zip(feats, self.scale_factors)
         ]
-        return tuple(self.fpn(pyramid))
+        # mmcv's RoIAlign (mmdet's RoI extractors) reads its input as
+        # contiguous NCHW memory and silently returns wrong features for
+        # channels-last or permuted maps, which a backbone's token reshape
+        # easily yields
+        return tuple(x.contiguous() for x in self.fpn(pyramid))
