@@ -223,3 +223,38 @@ def test_invalid_arguments(kwargs, match):
 def test_invalid_inputs(shape, match):
     with pytest.raises(ValueError, match=match):
         build()(torch.randn(*shape))
+
+
+def resnet_stem(num_stages=3):
+    """A tiny ResNet3dSlowOnly at stride 16 (3 stages) or 8 (2 stages)."""
+    return dict(
+        type='HybridPatchEmbed',
+        cnn_channels=8 * 2**(num_stages - 1),
+        cnn=dict(
+            type='ResNet3dSlowOnly', depth=18, base_channels=8,
+            pretrained=None, pretrained2d=False, lateral=False,
+            num_stages=num_stages, out_indices=(num_stages - 1, ),
+            conv1_kernel=(1, 7, 7), conv1_stride_t=1, pool1_stride_t=1,
+            spatial_strides=(1, 2, 2)[:num_stages],
+            temporal_strides=(1, ) * num_stages,
+            dilations=(1, ) * num_stages, stage_blocks=(1, ) * num_stages,
+            inflate=(0, 0, 1)[:num_stages]))
+
+
+def test_hybrid_patch_embedding():
+    """A convolutional stem in place of the linear patch embedding: same
+    token grid, pruning and gradients reach the CNN."""
+    model = build(patch_embed_cfg=resnet_stem()).train()
+    assert type(model.patch_embed).__name__ == 'HybridPatchEmbed'
+    out = model(torch.randn(2, 3, 8, 64, 80))
+    assert out.grid == (4, 4, 5)
+    assert [f.shape for f in out.keyframe_feats] == [(2, 32, 4, 5)] * 4
+    assert out.tokens.shape[1] < 4 * 4 * 5
+    out.tokens.sum().backward()
+    assert model.patch_embed.cnn.conv1.conv.weight.grad.abs().sum() > 0
+
+
+def test_hybrid_patch_embedding_with_the_wrong_stride():
+    model = build(patch_embed_cfg=resnet_stem(num_stages=2))
+    with pytest.raises(ValueError, match='its stride must be'):
+        model(torch.randn(1, 3, 8, 64, 64))

@@ -10,7 +10,8 @@ from torch.utils.checkpoint import checkpoint
 
 from evad_mm.registry import MODELS
 from evad_mm.utils.checkpoint import load_pretrained
-from evad_mm.utils.typing_utils import ConfigType, OptMultiConfig
+from evad_mm.utils.typing_utils import (ConfigType, OptConfigType,
+                                        OptMultiConfig)
 from ..layers.token_pruning import (gather_kept_tokens, keyframe_first_order,
                                     keyframe_query_weights, per_layer,
                                     select_non_keyframe_tokens)
@@ -92,6 +93,12 @@ class EVADViT(VisionTransformer):
             Defaults to False.
         fused_attn (bool): Fused attention where no scores are needed.
             Defaults to True.
+        patch_embed_cfg (dict, optional): Another patch embedding, built
+            with ``embed_dims`` and ``tubelet_size`` filled in, e.g.
+            :class:`HybridPatchEmbed` (a convolutional stem for training
+            from scratch); it must give the same (t, h, w) token grid as
+            the linear one. Defaults to None: mmaction2's linear
+            ``PatchEmbed``.
         use_mean_pooling (bool): For recognition (e.g. in mmaction2's
             ``Recognizer3D``): return ``fc_norm`` of the mean of the kept
             tokens, (B, C), instead of :class:`EVADBackboneOutput`; the
@@ -119,6 +126,7 @@ class EVADViT(VisionTransformer):
                  out_indices: Sequence[int] = (2, 5, 8, 11),
                  with_cp: bool = False,
                  fused_attn: bool = True,
+                 patch_embed_cfg: OptConfigType = None,
                  use_mean_pooling: bool = False,
                  init_cfg: OptMultiConfig = None) -> None:
         if tubelet_size < 1 or num_frames % tubelet_size != 0:
@@ -142,6 +150,12 @@ class EVADViT(VisionTransformer):
             tubelet_size=tubelet_size,
             use_mean_pooling=use_mean_pooling,
             init_cfg=init_cfg)
+        if patch_embed_cfg is not None:
+            self.patch_embed = MODELS.build(
+                dict(
+                    patch_embed_cfg,
+                    embed_dims=embed_dims,
+                    tubelet_size=tubelet_size))
         self.depth = depth
         self.num_frames = num_frames
         self.tubelet_size = tubelet_size
@@ -231,6 +245,13 @@ class EVADViT(VisionTransformer):
             x = F.pad(x, (0, pad_w, 0, pad_h))
         h, w = (H + pad_h) // self.patch_size, (W + pad_w) // self.patch_size
         x = self.patch_embed(x)[0]
+        if x.shape[1] != T // self.tubelet_size * h * w:
+            raise ValueError(
+                f'the patch embedding gave {x.shape[1]} tokens for a '
+                f'{T}x{H + pad_h}x{W + pad_w} clip, expected '
+                f'{T // self.tubelet_size}x{h}x{w}: its stride must be '
+                f'(tubelet_size={self.tubelet_size}, patch_size='
+                f'{self.patch_size}, patch_size); check patch_embed_cfg.')
         pos_embed = resize_position_table(self.pos_embed, self.grid_size,
                                           (h, w))
         return x + pos_embed.to(x.dtype), (T // self.tubelet_size, h, w)
