@@ -122,3 +122,39 @@ def test_registered_in_mmdet_too_and_validates():
         MODELS.build({**HEAD, 'num_heads': 5})
     with pytest.raises(ValueError, match='token_order'):
         MODELS.build({**HEAD, 'token_order': 'score'})
+
+
+@pytest.mark.parametrize('actor_cells,temporal_pool', [(1, 'avg'), (4, None)])
+def test_time_ordered_actor_features(actor_cells, temporal_pool):
+    """A box feature pooled by the mean over time (and space, which keeps
+    it linear) is the same for a clip played backwards; with
+    roi_temporal_pool=None and actor_cells=t it is not."""
+    head = build(
+        actor_cells=actor_cells,
+        roi_extractor=dict(
+            type='ExtendedRoIExtractor3D', roi_spatial_pool='avg',
+            roi_temporal_pool=temporal_pool))
+    head.eval()
+    features = []
+    append = head._append_actors
+    head._append_actors = lambda x, f, b: append(x, features.append(f) or f,
+                                                 b)
+    rois = torch.tensor([[0., 0., 0., 40., 40.], [1., 8., 8., 60., 60.]])
+    clip = torch.randn(2, 16, 4, 5, 6)
+    with torch.no_grad():
+        head(clip, rois)
+        head(clip.flip(2), rois)
+    assert features[0].shape == (2, 32)
+    assert torch.allclose(features[0], features[1],
+                          atol=1e-6) == (actor_cells == 1)
+
+
+def test_actor_cells_must_match_the_extractor():
+    head = build(
+        actor_cells=3,
+        roi_extractor=dict(
+            type='ExtendedRoIExtractor3D', roi_temporal_pool=None))
+    with pytest.raises(ValueError, match='actor_cells=3'):
+        head(torch.randn(1, 16, 4, 5, 6), torch.tensor([[0., 0, 0, 30, 30]]))
+    with pytest.raises(ValueError, match='actor_cells=0'):
+        build(actor_cells=0)

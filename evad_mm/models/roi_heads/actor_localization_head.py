@@ -2,6 +2,7 @@
 from typing import Tuple
 
 import torch
+from mmcv.ops import nms
 from mmdet.models.roi_heads import SparseRoIHead
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.structures import SampleList
@@ -21,7 +22,9 @@ class ActorLocalizationHead(SparseRoIHead):
     person, so that the action head is trained on the same match.
     Inference keeps the boxes whose person score reaches
     ``test_cfg.score_thr`` (0.7 in EVAD), all of them when none does, with
-    no NMS.
+    no NMS: the set prediction removes duplicates once trained long enough.
+    ``test_cfg.nms=dict(iou_threshold=...)`` adds a class-agnostic NMS over
+    the kept boxes, for models trained briefly (e.g. the toy config).
 
     Arguments are those of ``SparseRoIHead``; use one class (person).
     """
@@ -79,12 +82,15 @@ class ActorLocalizationHead(SparseRoIHead):
         results_list = self.predict_bbox(
             x, batch_img_metas, rpn_results_list, self.test_cfg, rescale=False)
         score_thr = self.test_cfg.get('score_thr', 0.7)
+        nms_cfg = self.test_cfg.get('nms')
         actors = []
         for results in results_list:
             keep = results.scores >= score_thr
             if not keep.any():
                 keep = torch.ones_like(keep)
-            actors.append(
-                InstanceData(
-                    bboxes=results.bboxes[keep], scores=results.scores[keep]))
+            boxes, scores = results.bboxes[keep], results.scores[keep]
+            if nms_cfg is not None and len(boxes) > 1:
+                _, kept = nms(boxes, scores, **nms_cfg)
+                boxes, scores = boxes[kept], scores[kept]
+            actors.append(InstanceData(bboxes=boxes, scores=scores))
         return actors

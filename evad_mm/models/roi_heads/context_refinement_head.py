@@ -52,6 +52,12 @@ class ContextRefinementHead(BaseModule):
             non-keyframe tokens written in ascending position order
             regardless of which token is which) for their rho < 1 weights.
         roi_extractor (dict): Defaults to ``ExtendedRoIExtractor3D``.
+        actor_cells (int): RoI feature cells per box that ``roi_extractor``
+            leaves unpooled, e.g. t time slices with
+            ``roi_temporal_pool=None``. More than one are concatenated in
+            order and linearly projected to ``embed_dims``: the box feature
+            then keeps the order of time (which way a box moves), which a
+            temporal mean loses. Defaults to 1 (EVAD: one pooled feature).
         loss_weight (float): Weight of the BCE of every block. Defaults to 12.
         fused_attn (bool): Fused attention in the decoder. Defaults to True.
         init_cfg (dict, optional): Defaults to None.
@@ -70,6 +76,7 @@ class ContextRefinementHead(BaseModule):
                  token_order: str = 'position',
                  roi_extractor: ConfigType = dict(
                      type='ExtendedRoIExtractor3D'),
+                 actor_cells: int = 1,
                  loss_weight: float = 12.,
                  fused_attn: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
@@ -96,6 +103,12 @@ class ContextRefinementHead(BaseModule):
             persistent=False)
         roi_extractor = dict(roi_extractor)
         self.roi_extractor = MODELS.build(roi_extractor)
+        if actor_cells < 1:
+            raise ValueError(f'actor_cells={actor_cells} must be >= 1.')
+        self.actor_cells = actor_cells
+        self.actor_proj = nn.Linear(
+            embed_dims * actor_cells,
+            embed_dims) if actor_cells > 1 else None
         rates = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
         self.blocks = ModuleList([
             TransformerBlock(
@@ -261,7 +274,18 @@ class ContextRefinementHead(BaseModule):
         pos = self.position_table(grid).to(x.dtype)
         place = self._placement(token_index, grid)
         fmap = self.rebuild_feature_map(x, place, grid, pos)
-        roi_feats = self.roi_extractor(fmap, rois, img_shapes)[0].flatten(1)
+        roi_feats = self.roi_extractor(fmap, rois, img_shapes)[0]
+        cells = roi_feats[0, 0].numel() if len(roi_feats) else \
+            self.actor_cells
+        if cells != self.actor_cells:
+            raise ValueError(
+                f'the roi_extractor gives {cells} cells per box (shape '
+                f'{tuple(roi_feats.shape[1:])}) but actor_cells='
+                f'{self.actor_cells}; set actor_cells to the unpooled '
+                'cells (t with roi_temporal_pool=None) or pool them.')
+        roi_feats = roi_feats.flatten(1)
+        if self.actor_proj is not None:
+            roi_feats = self.actor_proj(roi_feats)
         x = x + pos[place]
         seq, key_mask, slot = self._append_actors(x, roi_feats,
                                                   rois[:, 0].long())
