@@ -53,10 +53,16 @@ def write_mp4(path, clip, fps):
     return str(path)
 
 
-def toy_model_cfg(**overrides):
-    """The model of configs/evad_toy_ava.py, as a dict."""
+TOY_EVAD_LAYOUT = osp.join(REPO, 'tests', 'configs',
+                           'evad_toy_ava_evad_layout.py')
+
+
+def toy_model_cfg(evad_layout=False, **overrides):
+    """The model of configs/evad_toy_ava.py, as a dict; with
+    ``evad_layout`` without its toy-only stem and box features."""
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'evad_toy_ava.py'))
+    cfg = Config.fromfile(TOY_EVAD_LAYOUT if evad_layout else
+                          osp.join(REPO, 'configs', 'evad_toy_ava.py'))
     model = copy.deepcopy(cfg.model.to_dict())
     for key, value in overrides.items():
         model[key].update(value)

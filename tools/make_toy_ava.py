@@ -260,7 +260,7 @@ def write_annotations(ann_dir: str, split: str, rows: Sequence[str],
             f.write(''.join(line + '\n' for line in lines))
 
 
-def make_toy_ava(out_dir: str, videos: int = 16, seed: int = 0,
+def make_toy_ava(out_dir: str, videos: int = 48, seed: int = 0,
                  fps: int = 10, size: Tuple[int, int] = (160, 128),
                  seconds: int = 14) -> Dict:
     """Generate the data set into ``out_dir`` and return a summary dict.
@@ -306,7 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     """Command line entry point; prints a one-line summary."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('out_dir')
-    for name, default in (('videos', 16), ('seed', 0), ('fps', 10)):
+    for name, default in (('videos', 48), ('seed', 0), ('fps', 10)):
         p.add_argument(f'--{name}', type=int, default=default)
     p.add_argument('--size', type=int, nargs=2, default=(160, 128),
                    metavar=('W', 'H'))

@@ -11,9 +11,11 @@ import torch
 
 from evad_mm.compat import safe_torch_load
 from evad_mm.registry import MODELS
-from tests.conftest import REPO, action_samples, load_tool, toy_model_cfg
+from tests.conftest import (TOY_EVAD_LAYOUT, action_samples, load_tool,
+                            toy_model_cfg)
 
-TOY = osp.join(REPO, 'configs', 'evad_toy_ava.py')
+# the layout of the authors' and VideoMAE checkpoints
+TOY = TOY_EVAD_LAYOUT
 CODE_RAN = []
 
 
@@ -34,7 +36,7 @@ def perturbed(model, seed):
 @pytest.fixture(scope='module')
 def toy():
     torch.manual_seed(0)
-    model = MODELS.build(toy_model_cfg())
+    model = MODELS.build(toy_model_cfg(evad_layout=True))
     model.init_weights()
     return perturbed(model, 1)
 
@@ -224,7 +226,7 @@ def test_pickle_needing_code_execution_is_refused(tmp_path):
 def test_videomae_checkpoint_loads_into_evadvit(tmp_path, nest, prefix,
                                                 finetuned, capsys):
     from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
-    cfg = toy_model_cfg()['backbone']
+    cfg = toy_model_cfg(evad_layout=True)['backbone']
     torch.manual_seed(0)
     vit = perturbed(MODELS.build(cfg), 2)
     src = {}
@@ -264,7 +266,7 @@ def test_videomae_checkpoint_loads_into_evadvit(tmp_path, nest, prefix,
 
 
 def test_videomae_truncated_checkpoint_is_refused(tmp_path):
-    vit = MODELS.build(toy_model_cfg()['backbone'])
+    vit = MODELS.build(toy_model_cfg(evad_layout=True)['backbone'])
     src = {}
     params(src, 'patch_embed.proj', vit.patch_embed.projection)
     for i, blk in enumerate(vit.blocks):
