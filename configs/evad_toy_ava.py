@@ -114,7 +114,9 @@ model = dict(
         # to suppress duplicates: threshold 0.3 and an NMS, both chosen on
         # the toy val split
         test_cfg=dict(
-            max_per_img=20, score_thr=0.3, nms=dict(iou_threshold=0.5))),
+            max_per_img=20,
+            score_thr=0.3,
+            nms=dict(type='nms', iou_threshold=0.5))),
     action_head=dict(
         num_classes=num_classes,
         in_channels=embed_dims,

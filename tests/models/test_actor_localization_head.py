@@ -26,7 +26,7 @@ def kept(monkeypatch, **test_cfg):
 @pytest.mark.parametrize('test_cfg,scores', [
     (dict(score_thr=0.5), [0.9, 0.8, 0.6]),
     (dict(score_thr=0.95), [0.9, 0.8, 0.6, 0.2]),  # none passes: all kept
-    (dict(score_thr=0.1, nms=dict(iou_threshold=0.5)), [0.9, 0.6]),
+    (dict(score_thr=0.1, nms=dict(type='nms', iou_threshold=0.5)), [0.9, 0.6]),
     (dict(score_thr=0.5, nms=dict(iou_threshold=0.99)), [0.9, 0.8, 0.6]),
 ])
 def test_score_threshold_and_optional_nms(monkeypatch, test_cfg, scores):

@@ -2,7 +2,7 @@
 from typing import Tuple
 
 import torch
-from mmcv.ops import nms
+from mmcv.ops import batched_nms
 from mmdet.models.roi_heads import SparseRoIHead
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.structures import SampleList
@@ -23,8 +23,9 @@ class ActorLocalizationHead(SparseRoIHead):
     Inference keeps the boxes whose person score reaches
     ``test_cfg.score_thr`` (0.7 in EVAD), all of them when none does, with
     no NMS: the set prediction removes duplicates once trained long enough.
-    ``test_cfg.nms=dict(iou_threshold=...)`` adds a class-agnostic NMS over
-    the kept boxes, for models trained briefly (e.g. the toy config).
+    ``test_cfg.nms`` (mmdet's form, e.g. ``dict(type='nms',
+    iou_threshold=0.5)``) adds an NMS over the kept boxes, for models
+    trained briefly (e.g. the toy config).
 
     Arguments are those of ``SparseRoIHead``; use one class (person).
     """
@@ -89,8 +90,9 @@ class ActorLocalizationHead(SparseRoIHead):
             if not keep.any():
                 keep = torch.ones_like(keep)
             boxes, scores = results.bboxes[keep], results.scores[keep]
-            if nms_cfg is not None and len(boxes) > 1:
-                _, kept = nms(boxes, scores, **nms_cfg)
+            if nms_cfg is not None:
+                _, kept = batched_nms(boxes, scores,
+                                      scores.new_zeros(len(scores)), nms_cfg)
                 boxes, scores = boxes[kept], scores[kept]
             actors.append(InstanceData(bboxes=boxes, scores=scores))
         return actors

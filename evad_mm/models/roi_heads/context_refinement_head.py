@@ -1,5 +1,6 @@
 """EVAD's context refinement: 3-D RoI features refined by a token decoder."""
 import logging
+import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -275,8 +276,7 @@ class ContextRefinementHead(BaseModule):
         place = self._placement(token_index, grid)
         fmap = self.rebuild_feature_map(x, place, grid, pos)
         roi_feats = self.roi_extractor(fmap, rois, img_shapes)[0]
-        cells = roi_feats[0, 0].numel() if len(roi_feats) else \
-            self.actor_cells
+        cells = math.prod(roi_feats.shape[2:])
         if cells != self.actor_cells:
             raise ValueError(
                 f'the roi_extractor gives {cells} cells per box (shape '
