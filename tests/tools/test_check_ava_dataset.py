@@ -2,7 +2,8 @@
 
 A small clean set (3 videos x 6 s, ``tools/make_toy_ava.py``) is generated
 once per module; every test that changes it works on its own copy. The
-frame arithmetic is compared with mmaction2's ``SampleAVAFrames`` itself.
+probe sampler is compared with mmaction2's ``SampleAVAFrames`` in
+``tests/datasets/test_ava_check.py``.
 """
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import load_tool
+from tests.conftest import load_tool, write_mp4
 
 REPO = Path(__file__).resolve().parents[2]
 FPS, T0, SECONDS = 10, 900, 6
@@ -151,6 +152,61 @@ def test_config_class_settings_must_agree(data, tmp_path, capsys):
     assert 'the evaluator has num_classes=9' in out
 
 
+def test_time_range_applies_without_raw_frame_init_only(
+        data, tmp_path, capsys):
+    """AVADataset's shared [timestamp_start, timestamp_end] frame range
+    is checked only where the pipeline does not count each video's frames:
+    with RawFrameInit the config needs no timestamp_end at all."""
+    config = _toy_config(
+        data, tmp_path, """
+train_dataloader['dataset'].update(timestamp_end=901)
+""")
+    code, out = _run([config, '--split', 'train'], capsys)
+    assert code == 1 and 'outside [timestamp_start, timestamp_end]' in out
+    config = _toy_config(
+        data, tmp_path, """
+train_dataloader['dataset'].update(
+    timestamp_end=901, start_index=0,
+    pipeline=[dict(type='RawFrameInit', first_index=1),
+              dict(type='SampleAVAFrames', clip_len=8, frame_interval=2)])
+""")
+    code, out = _run([config, '--split', 'train'], capsys)
+    assert code == 0, out
+    # the probe still reads the frame files RawFrameInit numbers
+    video_id, timestamp = _csv_rows(_paths(data)['csv'])[0].split(',')[:2]
+    name = f'img_{FPS * (int(timestamp) - T0) + 1:05d}.jpg'
+    (data / 'rawframes' / video_id / name).unlink()
+    code, out = _run([config, '--split', 'train'], capsys)
+    assert code == 1 and name in out
+
+
+def test_video_files_are_opened_once_each(data, tmp_path, capsys):
+    """With ``use_frames=False`` the split's video reader (``DecordInit``)
+    opens each ``<data_prefix.img>/<video_id>.mp4``."""
+    import cv2
+    videos = tmp_path / 'videos'
+    videos.mkdir()
+    for folder in (data / 'rawframes').iterdir():
+        frames = [
+            cv2.imread(str(f))[..., ::-1]
+            for f in sorted(folder.glob('img_*.jpg'))[:8]
+        ]
+        write_mp4(videos / f'{folder.name}.mp4', np.stack(frames), FPS)
+    config = _toy_config(
+        data, tmp_path, f"""
+train_dataloader['dataset'].update(
+    use_frames=False, data_prefix=dict(img={str(videos)!r}),
+    pipeline=[dict(type='DecordInit'),
+              dict(type='SampleAVAFrames', clip_len=8, frame_interval=2)])
+""")
+    code, out = _run([config, '--split', 'train'], capsys)
+    assert code == 0, out
+    (videos / 'toy_v000.mp4').unlink()
+    code, out = _run([config, '--split', 'train'], capsys)
+    assert code == 1
+    assert out.count('toy_v000.mp4') == 1 and 'No such file' in out
+
+
 def _swap_x(p):
     rows = _csv_rows(p['csv'])
     parts = rows[0].split(',')
@@ -271,39 +327,6 @@ def test_frames_no_clip_reads_may_be_missing(data, capsys):
     code, out = _run(_explicit_argv(data, 'train', '--clip-len', '60'), capsys)
     assert code == 1 and 'img_00001.jpg, img_00002.jpg' in out
     assert 'img_00061.jpg' not in out
-
-
-@pytest.mark.parametrize('clip_len,interval,test_mode,timestamp',
-                         [(8, 2, False, 901), (8, 2, True, 903),
-                          (16, 4, False, 905), (16, 4, True, 901),
-                          (5, 3, False, 902), (4, 1, False, 906)])
-def test_frame_indices_match_sample_ava_frames(clip_len, interval, test_mode,
-                                               timestamp):
-    from mmaction.datasets.transforms import SampleAVAFrames
-    settings = checker.DatasetSettings(
-        split='train',
-        source='test',
-        ann_file='x.csv',
-        fps=FPS,
-        timestamp_start=T0,
-        timestamp_end=T1,
-        clip_len=clip_len,
-        frame_interval=interval,
-        sampler_test_mode=test_mode)
-    ours, _ = checker.clip_frame_indices(timestamp, settings)
-    sampler = SampleAVAFrames(clip_len, interval, test_mode=test_mode)
-    np.random.seed(0)
-    seen = set()
-    for _ in range(200):
-        results = sampler.transform(
-            dict(
-                fps=FPS,
-                timestamp=timestamp,
-                timestamp_start=T0,
-                start_index=1,
-                shot_info=(0, FPS * (T1 - T0))))
-        seen.update(results['frame_inds'].tolist())
-    assert seen == set(ours.tolist())
 
 
 def test_warnings_do_not_fail(data, capsys):
