@@ -13,23 +13,23 @@ is idempotent and does nothing where the installed stack lacks that bug:
   ``weights_only=True`` by default and mmengine 0.10.7 can no longer read its
   own checkpoints (open-mmlab/mmengine#1655). Fixed with an allow-list, never
   by turning unsafe unpickling back on.
+* :func:`patch_multisports_tube_iou`: mmaction2 1.2.0's MultiSports
+  video-mAP (``iou3dt_voc``) fails on numpy >= 2.4.
 
-:func:`safe_torch_load` loads with ``weights_only=True`` and explains what to
-do with a file whose unpickling would need arbitrary code execution.
+Checkpoints are read by :mod:`evad_mm.utils.checkpoint`, which loads with
+``weights_only=True`` and this allow-list.
 """
 import importlib.machinery
 import importlib.util
 import os
 import pickle
-import re
 import sys
 import types
 
 __all__ = [
     'apply_all', 'patch_mmaction_drn', 'patch_numpy_aliases',
     'allow_mmengine_checkpoint_globals', 'mmengine_checkpoint_safe_globals',
-    'patch_mmengine_cpu_distributed', 'safe_torch_load',
-    'UnsafeCheckpointError'
+    'patch_mmengine_cpu_distributed', 'patch_multisports_tube_iou'
 ]
 
 _DRN = 'mmaction.models.localizers.drn'
@@ -186,33 +186,6 @@ def allow_mmengine_checkpoint_globals():
     return True
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A file that ``torch.load(weights_only=True)`` refuses to unpickle."""
-
-
-def safe_torch_load(filename, map_location='cpu'):
-    """``torch.load(filename, map_location, weights_only=True)`` with the
-    mmengine allow-list. Raises :class:`UnsafeCheckpointError` (a
-    ``pickle.UnpicklingError``) saying what to do if the file needs more."""
-    import torch
-    allow_mmengine_checkpoint_globals()
-    try:
-        return torch.load(filename, map_location=map_location,
-                          weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r'WeightsUnpickler error:\s*(.+)', str(err))
-        raise UnsafeCheckpointError(
-            f'Refusing to load {getattr(filename, "name", filename)!r} with '
-            'torch.load(weights_only=True): '
-            f'{(found.group(1) if found else str(err)).strip()}\n'
-            'Unpickling this file needs arbitrary code execution, which can '
-            'run malicious code. If the file comes from a source you trust, '
-            'convert it once: `ckpt = torch.load(f, weights_only=False)`, '
-            "re-save its weights with `torch.save({'state_dict': "
-            "ckpt.get('state_dict', ckpt)}, out)` and load the converted "
-            'file instead.') from err
-
-
 def patch_mmengine_cpu_distributed():
     """Let ``--launcher pytorch`` train on machines without CUDA.
 
@@ -252,13 +225,63 @@ def patch_mmengine_cpu_distributed():
     return True
 
 
+def _tube_iou(tube_a, tube_b, spatialonly: bool = False,
+              temporalonly: bool = False) -> float:
+    """Spatio-temporal IoU of two tubes, (n, 5) arrays of rows ``frame, x1,
+    y1, x2, y2`` sorted by frame: the temporal IoU of their frame spans times
+    the mean per-frame box IoU over the shared span (mmaction2's
+    ``iou3d_voc``), as mmaction2's ``iou3dt_voc`` defines it; written without
+    ``int()`` of 1-element arrays, which numpy >= 2.4 refuses."""
+    from mmaction.evaluation.functional import multisports_utils
+    first = max(tube_a[0, 0], tube_b[0, 0])
+    last = min(tube_a[-1, 0], tube_b[-1, 0])
+    if last < first:
+        return 0.0
+    span = max(tube_a[-1, 0], tube_b[-1, 0]) - min(tube_a[0, 0], tube_b[0, 0])
+    temporal = (last - first) / span if span > 0 else 1.0
+    if temporalonly:
+        return float(temporal)
+    shared = [t[(t[:, 0] >= first) & (t[:, 0] <= last)]
+              for t in (tube_a, tube_b)]
+    spatial = multisports_utils.iou3d_voc(*shared)
+    return float(spatial if spatialonly else spatial * temporal)
+
+
+def patch_multisports_tube_iou():
+    """Make mmaction2's MultiSports video-mAP work on numpy >= 2.4.
+
+    mmaction2 1.2.0's ``multisports_utils.iou3dt_voc`` converts 1-element
+    arrays with ``int()``, which numpy >= 2.4 refuses (``TypeError: only
+    0-dimensional arrays can be converted``), so ``MultiSportsMetric``'s
+    video-mAP fails. If the installed one fails on two plain tubes, it is
+    replaced with :func:`_tube_iou`, which computes the same. Idempotent;
+    returns True when the replacement is active. Does nothing without
+    mmaction2.
+    """
+    import numpy as np
+    try:
+        from mmaction.evaluation.functional import multisports_utils
+    except ImportError:
+        return False
+    if multisports_utils.iou3dt_voc is _tube_iou:
+        return True
+    tube = np.array([[1, 0, 0, 4, 4], [2, 0, 0, 4, 4]], np.float32)
+    try:
+        multisports_utils.iou3dt_voc(tube, tube)
+        return False
+    except TypeError:
+        multisports_utils.iou3dt_voc = _tube_iou
+        return True
+
+
 def apply_all():
     """Apply every shim (idempotent); returns what each one did."""
     return dict(
         mmaction_drn=patch_mmaction_drn(),
         numpy_aliases=patch_numpy_aliases(),
         mmengine_checkpoint_globals=allow_mmengine_checkpoint_globals(),
-        mmengine_cpu_distributed=patch_mmengine_cpu_distributed())
+        mmengine_cpu_distributed=patch_mmengine_cpu_distributed(),
+        multisports_tube_iou=patch_multisports_tube_iou())
 
 
 applied = apply_all()

@@ -7,7 +7,6 @@ import csv
 import math
 import os
 import pickle
-import shlex
 import subprocess
 import sys
 import uuid
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 
 import evad_mm  # noqa: F401  (applies the shims)
 from evad_mm import compat
+from evad_mm.utils.checkpoint import UnsafeCheckpointError, safe_torch_load
 
 DRN_MODULE = 'mmaction.models.localizers.drn'
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
@@ -241,7 +241,7 @@ def test_mmengine_checkpoint_resumes_with_weights_only_load(
     # ... and nothing outside it.
     assert torch.serialization.get_unsafe_globals_in_checkpoint(
         str(ckpt)) == []
-    loaded = compat.safe_torch_load(ckpt)
+    loaded = safe_torch_load(ckpt)
     assert loaded['meta']['iter'] == 4
     assert isinstance(loaded['message_hub']['runtime_info']['best_score'],
                       np.floating)
@@ -276,49 +276,6 @@ def test_mmengine_checkpoint_resumes_with_weights_only_load(
     assert second.iter == 6
 
 
-# --------------------------------------------------------------------------
-# A pickle that would run code is refused
-# --------------------------------------------------------------------------
-class _Payload:
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f'echo pwned > {shlex.quote(str(self.marker))}', )
-
-
-@pytest.mark.parametrize('zipfile', [True, False])
-def test_code_running_pickle_is_refused(tmp_path, zipfile):
-    def save(marker, path):
-        torch.save({'state_dict': {'w': torch.ones(1)},
-                    'x': _Payload(marker)}, path,
-                   _use_new_zipfile_serialization=zipfile)
-        return path
-
-    # the payload is real: unsafe loading runs it
-    control = tmp_path / 'control_marker'
-    torch.load(save(control, tmp_path / 'control.pth'), weights_only=False)
-    assert control.read_text().strip() == 'pwned'
-
-    marker = tmp_path / 'marker'
-    path = save(marker, tmp_path / 'evil.pth')
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path)
-    with pytest.raises(compat.UnsafeCheckpointError) as info:
-        compat.safe_torch_load(path)
-    assert isinstance(info.value, pickle.UnpicklingError)
-    message = str(info.value)
-    assert 'weights_only=True' in message and 'system' in message
-    assert 'malicious code' in message and 'trust' in message
-    assert 'torch.load(f, weights_only=False)' in message
-    assert 'state_dict' in message
-    with open(path, 'rb') as f:  # file objects too
-        with pytest.raises(compat.UnsafeCheckpointError):
-            compat.safe_torch_load(f)
-    assert not marker.exists()
-
-
 class _GetAttr:
 
     def __init__(self, obj, name):
@@ -340,8 +297,8 @@ def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
         torch.save([_GetAttr(obj, name)], path)
         with pytest.raises(pickle.UnpicklingError, match='not allowed'):
             torch.load(path)
-        with pytest.raises(compat.UnsafeCheckpointError, match='not allowed'):
-            compat.safe_torch_load(path)
+        with pytest.raises(UnsafeCheckpointError, match='not allowed'):
+            safe_torch_load(path)
 
 
 def test_allow_list_names_numpy_1_and_2_modules():
@@ -372,10 +329,35 @@ def test_numpy_1_and_2_pickles_load(tmp_path):
         assert loaded['s'] == np.float32(0.5)
 
 
-def test_safe_torch_load_reads_plain_state_dict(tmp_path):
-    path = tmp_path / 'w.pth'
-    torch.save(nn.Linear(2, 3).state_dict(), path)
-    assert compat.safe_torch_load(path)['weight'].shape == (3, 2)
+# --------------------------------------------------------------------------
+# MultiSports video-mAP on numpy >= 2.4
+# --------------------------------------------------------------------------
+def _tube(first, last, box):
+    """(n, 5) rows ``frame, x1, y1, x2, y2`` of a still box."""
+    frames = np.arange(first, last + 1, dtype=np.float32)[:, None]
+    return np.concatenate(
+        [frames, np.tile(np.array(box, np.float32), (len(frames), 1))], 1)
+
+
+def test_multisports_tube_iou_keeps_mmaction2_semantics():
+    """mmaction2's iou3dt_voc works after ``import evad_mm``, as mmaction2
+    defines it: the temporal IoU ((tmax - tmin) / (end - start)) times the
+    mean spatial IoU over the shared frames."""
+    from mmaction.evaluation.functional import multisports_utils
+    assert compat.patch_multisports_tube_iou() is (
+        multisports_utils.iou3dt_voc is compat._tube_iou)  # idempotent
+    if np.lib.NumpyVersion(np.__version__) >= '2.4.0':
+        assert multisports_utils.iou3dt_voc is compat._tube_iou
+    b1, b2 = _tube(1, 3, (0, 0, 4, 4)), _tube(2, 4, (0, 0, 4, 4))
+    tube_iou = compat._tube_iou
+    assert tube_iou(b1, b2) == pytest.approx(1 / 3)
+    assert tube_iou(b1, b2, spatialonly=True) == pytest.approx(1.0)
+    assert tube_iou(b1, b2, temporalonly=True) == pytest.approx(1 / 3)
+    assert tube_iou(b1, _tube(5, 6, (0, 0, 4, 4))) == 0.0
+    b3 = _tube(2, 3, (2, 0, 6, 4))  # half-overlapping boxes
+    assert tube_iou(b1, b3, spatialonly=True) == pytest.approx(
+        multisports_utils.iou2d_voc(b1[1:, 1:5], b3[0, 1:5])[0])
+    assert multisports_utils.iou3dt_voc(b1, b2) == pytest.approx(1 / 3)
 
 
 # --------------------------------------------------------------------------

@@ -1,50 +1,9 @@
 """mmaction2's MultiSports evaluation for AVA-style action scores."""
 from typing import Any, Sequence, Tuple
 
-import numpy as np
 from mmaction.evaluation import MultiSportsMetric
-from mmaction.evaluation.functional import multisports_utils
 
 from evad_mm.registry import METRICS
-
-
-def _tube_iou(tube_a: np.ndarray,
-              tube_b: np.ndarray,
-              spatialonly: bool = False,
-              temporalonly: bool = False) -> float:
-    """Spatio-temporal IoU of two tubes, (n, 5) rows ``frame, x1, y1, x2,
-    y2`` sorted by frame: the temporal IoU of their frame spans times the
-    mean per-frame box IoU over the shared span (``iou3d_voc``), as
-    mmaction2's ``iou3dt_voc`` defines it. Written without converting
-    1-element arrays with ``int()``, which numpy >= 2.4 refuses."""
-    first = max(tube_a[0, 0], tube_b[0, 0])
-    last = min(tube_a[-1, 0], tube_b[-1, 0])
-    if last < first:
-        return 0.0
-    span = max(tube_a[-1, 0], tube_b[-1, 0]) - min(tube_a[0, 0], tube_b[0, 0])
-    temporal = (last - first) / span if span > 0 else 1.0
-    if temporalonly:
-        return float(temporal)
-    shared = [t[(t[:, 0] >= first) & (t[:, 0] <= last)] for t in (tube_a,
-                                                                  tube_b)]
-    spatial = multisports_utils.iou3d_voc(*shared)
-    return float(spatial if spatialonly else spatial * temporal)
-
-
-def patch_multisports_tube_iou() -> bool:
-    """Make mmaction2's MultiSports video-mAP work on numpy >= 2.4: replace
-    ``multisports_utils.iou3dt_voc`` with :func:`_tube_iou` if the installed
-    one fails on two plain tubes. Idempotent; returns whether it patched."""
-    tube = np.array([[1, 0, 0, 4, 4], [2, 0, 0, 4, 4]], np.float32)
-    try:
-        multisports_utils.iou3dt_voc(tube, tube)
-        return False
-    except TypeError:
-        multisports_utils.iou3dt_voc = _tube_iou
-        return True
-
-
-patch_multisports_tube_iou()
 
 
 @METRICS.register_module()
@@ -59,8 +18,9 @@ class AVAStyleMultiSportsMetric(MultiSportsMetric):
     columns (column 0 is always 0), as ``AVADataset`` and the converted
     annotations of ``tools/data/tube_gt_to_ava.py`` (action id = label
     index + 1) use them. This metric drops column 0 and evaluates the rest
-    unchanged. (Importing this module also fixes mmaction2's video-mAP for
-    numpy >= 2.4, see :func:`patch_multisports_tube_iou`.)
+    unchanged. (mmaction2's video-mAP on numpy >= 2.4 needs
+    :func:`evad_mm.compat.patch_multisports_tube_iou`, which ``import
+    evad_mm`` applies.)
 
     Args:
         ann_file (str): The ground-truth pickle, e.g.
@@ -105,4 +65,3 @@ class AVAStyleMultiSportsMetric(MultiSportsMetric):
                 f'e.g. {unknown[:3]}; evaluate the split the metric\'s '
                 'ann_file describes (its test videos)')
         return super().compute_metrics(results)
-

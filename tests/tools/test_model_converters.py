@@ -9,8 +9,8 @@ import os.path as osp
 import pytest
 import torch
 
-from evad_mm.compat import safe_torch_load
 from evad_mm.registry import MODELS
+from evad_mm.utils.checkpoint import load_checkpoint, safe_torch_load
 from tests.conftest import (TOY_EVAD_LAYOUT, action_samples, load_tool,
                             toy_model_cfg)
 
@@ -225,7 +225,6 @@ def test_pickle_needing_code_execution_is_refused(tmp_path):
                           ('module', 'backbone.', True)])
 def test_videomae_checkpoint_loads_into_evadvit(tmp_path, nest, prefix,
                                                 finetuned, capsys):
-    from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
     cfg = toy_model_cfg(evad_layout=True)['backbone']
     torch.manual_seed(0)
     vit = perturbed(MODELS.build(cfg), 2)
@@ -251,11 +250,11 @@ def test_videomae_checkpoint_loads_into_evadvit(tmp_path, nest, prefix,
     assert ('head.weight' in dropped) == finetuned
     assert ('mask_token' in dropped) != finetuned
 
-    fresh = MODELS.build(cfg)
-    missing, unexpected = fresh.load_state_dict(
-        _load_checkpoint_with_prefix('backbone.', dst), strict=False)
-    assert unexpected == []
-    assert missing == (['norm.weight', 'norm.bias'] if finetuned else [])
+    report = load_checkpoint(MODELS.build(cfg), dst, prefix='backbone.',
+                             strict=False)
+    assert report.unexpected == []
+    assert report.missing == (['norm.weight', 'norm.bias'] if finetuned
+                              else [])
     pretrained = MODELS.build(dict(cfg, init_cfg=dict(
         type='Pretrained', checkpoint=dst, prefix='backbone.')))
     pretrained.init_weights()

@@ -7,6 +7,7 @@ wins; keys no rule matches are reported, never dropped silently.
 """
 import os
 import os.path as osp
+import pickle
 import re
 import sys
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
@@ -16,7 +17,8 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # run as `python tools/model_converters/x.py`
     sys.path.insert(0, REPO)
-from evad_mm.compat import safe_torch_load  # noqa: E402
+from evad_mm.utils.checkpoint import (STATE_DICT_KEYS,  # noqa: E402
+                                      read_checkpoint, unwrap_state_dict)
 
 Rule = Tuple[str, Union[str, Callable[[re.Match], str]]]
 
@@ -44,29 +46,19 @@ def vit_rules(src: str, dst: str) -> List[Rule]:
     ]
 
 
-def load_state_dict(path: str, nests: Sequence[str]) -> Tuple[dict, dict]:
-    """Load ``path`` with ``weights_only=True``; returns the state dict
-    (first of ``nests`` found, ``module.`` prefixes stripped) and the whole
-    loaded object. Raises :class:`ConversionError` with the explanation for
-    files that need code execution to unpickle."""
+def load_state_dict(path: str,
+                    nests: Sequence[str] = STATE_DICT_KEYS
+                    ) -> Tuple[dict, dict]:
+    """Read ``path`` with evad_mm's checkpoint loader (``weights_only=True``)
+    and return the state dict (nested under one of ``nests``, ``module.``
+    prefixes stripped) and the whole loaded object. Raises
+    :class:`ConversionError` with the loader's explanation, e.g. for files
+    that need code execution to unpickle."""
     try:
-        ckpt = safe_torch_load(path)
-    except Exception as err:  # UnsafeCheckpointError explains what to do
+        ckpt = read_checkpoint(path)
+        return unwrap_state_dict(ckpt, nests=nests, source=path), ckpt
+    except (OSError, pickle.UnpicklingError, TypeError) as err:
         raise ConversionError(f'Cannot load {path}: {err}') from err
-    if not isinstance(ckpt, dict):
-        raise ConversionError(f'{path} holds a {type(ckpt).__name__}, not a '
-                              'dict of tensors.')
-    state = ckpt
-    for key in nests:
-        if isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    state = {re.sub(r'^(module\.)+', '', k): v for k, v in state.items()}
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ConversionError(f'{path}: no state dict found (tried '
-                              f'{list(nests)}); non-tensor {preview(bad)}.')
-    return state, ckpt
 
 
 def rename(state: Dict[str, torch.Tensor], rules: Iterable[Rule],

@@ -99,8 +99,7 @@ def keep_rates(ckpt):
 def convert(src_path, dst_path, config=None, token_order='position',
             allow_partial=False):
     config = config or osp.join(REPO, 'configs', 'evad_vitb_ava.py')
-    src, ckpt = load_state_dict(src_path, ('model_state', 'state_dict',
-                                           'model'))
+    src, ckpt = load_state_dict(src_path)
     out, dropped, unmapped = rename(src, RULES, DROP)
     ours = build_state_dict(config)
     for key in [k for k in out if re.search(r'fc_cls\.(weight|bias)$', k)]:

@@ -51,7 +51,7 @@ def check_blocks(out):
 def convert(src_path, dst_path, num_frames=16, img_size=224,
             allow_partial=False):
     from mmaction.models.backbones.vit_mae import get_sinusoid_encoding
-    src, _ = load_state_dict(src_path, ('model', 'module', 'state_dict'))
+    src, _ = load_state_dict(src_path)
     src = {strip_prefix(k): v for k, v in src.items()}
     out, dropped, unmapped = rename(src, RULES, DROP)
     missing, depth = check_blocks(out)
