@@ -12,8 +12,6 @@ classes = ('move_left', 'move_right', 'grow', 'shrink', 'stand_still',
            'striped', 'wave')
 num_classes = len(classes) + 1
 num_stages = 3
-decoder_depth = 2
-num_loss_terms = num_stages * 3 + decoder_depth
 embed_dims = 128
 fpn_channels = 64
 # mmaction2's ResNet3dSlowOnly (ResNet-18 layout, 16 base channels, 3
@@ -58,57 +56,19 @@ model = dict(
     rpn_head=dict(num_proposals=20, proposal_feature_channel=fpn_channels),
     roi_head=dict(
         num_stages=num_stages,
-        stage_loss_weights=[1. / num_loss_terms] * num_stages,
+        stage_loss_weights=[1.] * num_stages,
         proposal_feature_channel=fpn_channels,
         bbox_roi_extractor=dict(out_channels=fpn_channels),
-        bbox_head=[
-            dict(
-                type='DIIHead',
-                num_classes=1,
-                num_ffn_fcs=2,
-                num_heads=4,
-                num_cls_fcs=1,
-                num_reg_fcs=2,
-                feedforward_channels=256,
+        bbox_head=dict(
+            num_heads=4,
+            num_reg_fcs=2,
+            feedforward_channels=256,
+            in_channels=fpn_channels,
+            dynamic_conv_cfg=dict(
                 in_channels=fpn_channels,
-                dropout=0.0,
-                ffn_act_cfg=dict(type='ReLU', inplace=True),
-                dynamic_conv_cfg=dict(
-                    type='DynamicConv',
-                    in_channels=fpn_channels,
-                    feat_channels=16,
-                    out_channels=fpn_channels,
-                    input_feat_shape=7,
-                    act_cfg=dict(type='ReLU', inplace=True),
-                    norm_cfg=dict(type='LN')),
-                loss_cls=dict(
-                    type='FocalLoss',
-                    use_sigmoid=True,
-                    gamma=2.0,
-                    alpha=0.25,
-                    loss_weight=2.0),
-                loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-                loss_iou=dict(type='GIoULoss', loss_weight=2.0),
-                bbox_coder=dict(
-                    type='DeltaXYWHBBoxCoder',
-                    clip_border=False,
-                    target_means=[0., 0., 0., 0.],
-                    target_stds=[0.5, 0.5, 1., 1.]))
-            for _ in range(num_stages)
-        ],
-        train_cfg=[
-            dict(
-                assigner=dict(
-                    type='HungarianAssigner',
-                    match_costs=[
-                        dict(type='SigmoidClassificationCost', weight=2.0),
-                        dict(type='BBoxL1Cost', weight=5.0,
-                             box_format='xyxy'),
-                        dict(type='IoUCost', iou_mode='giou', weight=2.0)
-                    ]),
-                sampler=dict(type='PseudoSampler'),
-                pos_weight=1.) for _ in range(num_stages)
-        ],
+                feat_channels=16,
+                out_channels=fpn_channels)),
+        train_cfg=_base_.model.roi_head.train_cfg[:num_stages],
         # a model this briefly trained has low focal-loss person scores (at
         # EVAD's 0.7 no box passes and all 20 are kept) and has not learnt
         # to suppress duplicates: threshold 0.3 and an NMS, both chosen on
@@ -121,7 +81,7 @@ model = dict(
         num_classes=num_classes,
         in_channels=embed_dims,
         embed_dims=128,
-        depth=decoder_depth,
+        depth=2,
         num_heads=4,
         drop_path_rate=0.,
         hidden_channels=256,
@@ -129,8 +89,7 @@ model = dict(
         # one RoI feature per time slice, in order: from scratch, the
         # decoder alone does not learn in time which way a box moves
         actor_cells=4,
-        roi_extractor=dict(roi_temporal_pool=None),
-        loss_weight=12. / num_loss_terms))
+        roi_extractor=dict(roi_temporal_pool=None)))
 
 dataset_type = 'AVADataset'
 ann_root = f'{data_root}/annotations'

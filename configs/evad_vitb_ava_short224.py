@@ -1,22 +1,11 @@
 # EVAD ViT-B, keep rate 0.7, clips resized to short side 224.
 _base_ = ['./evad_vitb_ava.py']
 short_side = 224
-train_pipeline = [
-    dict(type='SampleAVAFrames', clip_len=16, frame_interval=4),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=(1333, short_side), keep_ratio=True),
-    dict(type='Flip', flip_ratio=0.5),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
-val_pipeline = [
-    dict(
-        type='SampleAVAFrames', clip_len=16, frame_interval=4, test_mode=True),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=(1333, short_side), keep_ratio=True),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
+# the AVA pipelines with this short side
+train_pipeline, val_pipeline = (
+    [dict(t, scale=(1333, short_side)) if t['type'] == 'Resize' else t
+     for t in pipeline]
+    for pipeline in (_base_.train_pipeline, _base_.val_pipeline))
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 test_dataloader = val_dataloader

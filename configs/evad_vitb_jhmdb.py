@@ -20,81 +20,44 @@
 # and point the dataset and evaluator files there (README, "Other data
 # sets").
 #
-# Timestamps are frame numbers (fps=1), as in mmaction2's MultiSports
-# configs. JHMDB clips are shorter than a 16x4 clip's 64-frame span:
-# RawFrameInit gives every video its own frame range, so the sampled
-# indices are clamped to the video's own frames (edge frames repeat).
+# JHMDB clips are shorter than a 16x4 clip's 64-frame span: the sampled
+# indices are clamped to each video's own frames (edge frames repeat).
 # AVAMetric's 'mAP/overall' is frame-mAP@0.5 over all 21 classes, on the
 # annotated frames of the test videos.
-_base_ = ['evad_vitb_ava.py']
+_base_ = ['_base_/evad_vitb_tube_gt.py']
 
 data_root = 'data/jhmdb'
 # frame rate of the videos themselves (JHMDB videos are 30 fps); `fps=1`
-# below makes timestamps frame numbers, so evad_mm.apis and the demos
-# sample clips at this rate
+# in the datasets makes timestamps frame numbers, so evad_mm.apis and the
+# demos sample clips at this rate
 video_fps = 30
 ann_root = f'{data_root}/annotations/split1'
-label_file = f'{ann_root}/action_list.pbtxt'
 num_classes = 21 + 1  # 21 actions + mmaction2's unused column 0
+model = dict(action_head=dict(num_classes=num_classes))
 
-model = dict(
-    backbone=dict(keep_rate=0.6),
-    action_head=dict(num_classes=num_classes))
+# a random short side in 256-320 for training; tested at the base's 288
+train_pipeline = [
+    dict(type='RandomRescale', scale_range=(256, 320))
+    if t['type'] == 'Resize' else t for t in _base_.train_pipeline
+]
 
-dataset_common = dict(
-    type='AVADataset',
-    label_file=label_file,
-    proposal_file=None,
-    num_classes=num_classes,
+label_file = f'{ann_root}/action_list.pbtxt'
+frames = dict(
     data_prefix=dict(img=f'{data_root}/rgb-images'),
     filename_tmpl='{:05}.png',
-    # timestamp = frame number: keyframe t is 0-based index t - 1, which
-    # RawFrameInit (first_index=1) maps to file t
-    fps=1,
-    timestamp_start=1,
-    start_index=0,
-    # only for tools/data/check_ava_dataset.py: RawFrameInit sets each
-    # video's range, AVADataset's shared one is not used
-    timestamp_end=100000)
-
-train_pipeline = [
-    dict(type='RawFrameInit', first_index=1),
-    dict(type='SampleAVAFrames', clip_len=16, frame_interval=4),
-    dict(type='RawFrameDecode'),
-    dict(type='RandomRescale', scale_range=(256, 320)),
-    dict(type='Flip', flip_ratio=0.5),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
-val_pipeline = [
-    dict(type='RawFrameInit', first_index=1),
-    dict(
-        type='SampleAVAFrames', clip_len=16, frame_interval=4, test_mode=True),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=(1333, 288), keep_ratio=True),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
-
-train_dataloader = dict(
-    dataset=dict(
-        ann_file=f'{ann_root}/train.csv',
-        exclude_file=f'{ann_root}/train_excluded_timestamps.csv',
-        pipeline=train_pipeline,
-        **dataset_common))
-val_dataloader = dict(
-    dataset=dict(
-        ann_file=f'{ann_root}/val.csv',
-        exclude_file=f'{ann_root}/val_excluded_timestamps.csv',
-        pipeline=val_pipeline,
-        test_mode=True,
-        **dataset_common))
-test_dataloader = val_dataloader
-
-val_evaluator = dict(
-    type='AVAMetric',
+    label_file=label_file,
+    num_classes=num_classes)
+val_evaluator = dict(  # AVAMetric, all 21 classes
     ann_file=f'{ann_root}/val.csv',
     exclude_file=f'{ann_root}/val_excluded_timestamps.csv',
-    label_file=label_file,  # all 21 classes are evaluated
+    label_file=label_file,
     num_classes=num_classes)
 test_evaluator = val_evaluator
+val_dataloader = dict(dataset=dict(frames, **val_evaluator))
+test_dataloader = val_dataloader
+train_dataloader = dict(
+    dataset=dict(
+        frames,
+        ann_file=f'{ann_root}/train.csv',
+        exclude_file=f'{ann_root}/train_excluded_timestamps.csv',
+        pipeline=train_pipeline))

@@ -30,61 +30,44 @@ _base_ = ['evad_vitb_ava.py']
 
 data_root = 'data/multisports'
 # frame rate of the videos themselves (MultiSports videos are 25 fps); `fps=1`
-# below makes timestamps frame numbers, so evad_mm.apis and the demos
-# sample clips at this rate
+# in the datasets makes timestamps frame numbers, so evad_mm.apis and the
+# demos sample clips at this rate
 video_fps = 25
 ann_root = f'{data_root}/annotations'
 label_file = f'{ann_root}/action_list.pbtxt'
-gt_file = f'{ann_root}/multisports_GT.pkl'
 num_classes = 66 + 1  # 66 actions + mmaction2's unused column 0
-
 model = dict(action_head=dict(num_classes=num_classes))
 
-dataset_common = dict(
-    type='AVADataset',
-    label_file=label_file,
-    proposal_file=None,
-    num_classes=num_classes,
+# the AVA pipelines, decoding the videos with decord
+decord = dict(RawFrameDecode=dict(type='DecordDecode'))
+train_pipeline, val_pipeline = ([
+    dict(type='DecordInit'), *(decord.get(t['type'], t) for t in pipeline)
+] for pipeline in (_base_.train_pipeline, _base_.val_pipeline))
+
+videos = dict(
     data_prefix=dict(img=f'{data_root}/trainval'),
     fps=1,
     timestamp_start=1,
     start_index=0,
-    use_frames=False)
-
-train_pipeline = [
-    dict(type='DecordInit'),
-    dict(type='SampleAVAFrames', clip_len=16, frame_interval=4),
-    dict(type='DecordDecode'),
-    dict(type='Resize', scale=(1333, 288), keep_ratio=True),
-    dict(type='Flip', flip_ratio=0.5),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
-val_pipeline = [
-    dict(type='DecordInit'),
-    dict(
-        type='SampleAVAFrames', clip_len=16, frame_interval=4, test_mode=True),
-    dict(type='DecordDecode'),
-    dict(type='Resize', scale=(1333, 288), keep_ratio=True),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
-
+    use_frames=False,
+    label_file=label_file,
+    num_classes=num_classes)
 train_dataloader = dict(
     dataset=dict(
+        videos,
         ann_file=f'{ann_root}/train.csv',
         exclude_file=f'{ann_root}/train_excluded_timestamps.csv',
-        pipeline=train_pipeline,
-        **dataset_common))
+        pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
+        videos,
         ann_file=f'{ann_root}/val.csv',
         exclude_file=f'{ann_root}/val_excluded_timestamps.csv',
-        pipeline=val_pipeline,
-        test_mode=True,
-        **dataset_common))
+        pipeline=val_pipeline))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
-    _delete_=True, type='AVAStyleMultiSportsMetric', ann_file=gt_file)
+    _delete_=True,
+    type='AVAStyleMultiSportsMetric',
+    ann_file=f'{ann_root}/multisports_GT.pkl')
 test_evaluator = val_evaluator

@@ -141,13 +141,13 @@ def build_metric(converted):
 def test_inference_uses_the_videos_frame_rate(name, video_fps):
     """The datasets' ``fps=1`` makes timestamps frame numbers; the demos
     must sample clips at the videos' real frame rate instead."""
-    from evad_mm.apis.inference import _training_fps
+    from evad_mm.apis.pipeline import training_fps
     cfg = Config.fromfile(CONFIGS[name])
     assert cfg.test_dataloader.dataset.fps == 1
-    assert _training_fps(cfg) == video_fps
+    assert training_fps(cfg) == video_fps
     cfg.video_fps = 0
     with pytest.raises(ValueError, match='video_fps=0'):
-        _training_fps(cfg)
+        training_fps(cfg)
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
@@ -365,24 +365,6 @@ def test_multisports_metric_rejects_wrong_class_count(tmp_path):
     with pytest.raises(ValueError, match=r'expected \(n, 67\).*num_classes '
                        r'to 67'):
         metric.process(None, [sample])
-
-
-def test_tube_iou_patch_keeps_mmaction2_semantics():
-    """The numpy >= 2.4 fix of mmaction2's iou3dt_voc: temporal IoU as
-    mmaction2 counts it ((tmax - tmin) / (end - start)) times the mean
-    spatial IoU over the shared frames."""
-    from mmaction.evaluation.functional import multisports_utils
-
-    from evad_mm.evaluation.multisports_metric import _tube_iou
-    b1 = _tube(1, 3, (0, 0, 4, 4), dx=0)
-    b2 = _tube(2, 4, (0, 0, 4, 4), dx=0)
-    assert _tube_iou(b1, b2) == pytest.approx(1 / 3)
-    assert _tube_iou(b1, b2, spatialonly=True) == pytest.approx(1.0)
-    assert _tube_iou(b1, _tube(5, 6, (0, 0, 4, 4))) == 0.0
-    b3 = _tube(2, 3, (2, 0, 6, 4), dx=0)  # half-overlapping boxes
-    assert _tube_iou(b1, b3, spatialonly=True) == pytest.approx(
-        multisports_utils.iou2d_voc(b1[1:, 1:5], b3[0, 1:5])[0])
-    assert multisports_utils.iou3dt_voc(b1, b2) == pytest.approx(1 / 3)
 
 
 def test_dataset_checker_follows_raw_frame_init(converted, capsys):

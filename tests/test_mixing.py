@@ -138,3 +138,23 @@ def test_evadvit_in_recognizer3d(keep_rate):
     with torch.no_grad():
         out = model(**model.data_preprocessor(data), mode='predict')
     assert out[0].pred_score.shape == (5, )
+
+
+def test_fastrcnn_trains_on_a_sample_without_ground_truth():
+    """A batch in which one clip has proposals but no ground-truth box (an
+    AVA keyframe whose proposals all are background): its proposals are all
+    negatives with all-zero action targets."""
+    cfg = load('evad-heads_slowonly-r50_fastrcnn_ava.py')
+    cfg.roi_head.bbox_head.update(embed_dims=32, depth=2, num_heads=2,
+                                  hidden_channels=16)
+    model = build(cfg)
+    data = clips(4, num_boxes=(2, 0))
+    data['data_samples'][1].proposals = InstanceData(
+        bboxes=torch.tensor([[4., 4., 30., 40.], [20., 8., 60., 60.]]),
+        scores=torch.ones(2))
+    model.train()
+    losses = model(**model.data_preprocessor(data, True), mode='loss')
+    action = [v for k, v in losses.items() if 'loss_action' in k]
+    assert len(action) == 2 and all(torch.isfinite(v) for v in action)
+    sum(action).backward()
+    assert model.roi_head.bbox_head.classifiers[0][3].weight.grad is not None

@@ -33,23 +33,13 @@ model = dict(
         in_channels=[256, 512, 1024, 2048], scale_factors=(1, 1, 1, 0.5)),
     action_head=dict(in_channels=2048, pos_grid=(4, 14, 14)))
 
-train_pipeline = [
-    dict(type='SampleAVAFrames', clip_len=4, frame_interval=16),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=(1333, 256), keep_ratio=True),
-    dict(type='Flip', flip_ratio=0.5),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
-val_pipeline = [
-    dict(
-        type='SampleAVAFrames', clip_len=4, frame_interval=16,
-        test_mode=True),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=(1333, 256), keep_ratio=True),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
+# SlowOnly's 4x16 clips at short side 256, otherwise the AVA pipelines
+changes = dict(
+    SampleAVAFrames=dict(clip_len=4, frame_interval=16),
+    Resize=dict(scale=(1333, 256)))
+train_pipeline, val_pipeline = (
+    [dict(t, **changes.get(t['type'], {})) for t in pipeline]
+    for pipeline in (_base_.train_pipeline, _base_.val_pipeline))
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=val_pipeline))
 test_dataloader = val_dataloader

@@ -1,4 +1,4 @@
-"""EVAD's action head behind proposals, for mmaction2's two-stage AVA models."""
+"""EVAD's action head behind proposals, for mmaction2's two-stage detectors."""
 from typing import List, Tuple, Union
 
 import torch
@@ -42,18 +42,25 @@ class ContextRefinementRoIHead(AVARoIHead):
     def bbox_loss(self, x: Union[Tensor, Tuple[Tensor]],
                   sampling_results: List[SamplingResult],
                   batch_img_metas: List[dict], **kwargs) -> dict:
-        """Action losses ``d{j}.loss_action`` of the sampled proposals."""
+        """Action losses ``d{j}.loss_action`` of the sampled proposals.
+
+        The targets are the multi-hot labels (n, num_classes) of the matched
+        ground truth for positives and zeros for negatives. A clip without
+        ground-truth boxes has only negatives (mmaction2's assigner then
+        gives 1-D labels, which are not used).
+        """
         rois = bbox2roi([res.priors for res in sampling_results])
-        labels = torch.cat([
-            torch.cat([
-                res.pos_gt_labels,
-                res.pos_gt_labels.new_zeros(
-                    len(res.neg_priors), res.pos_gt_labels.shape[1])
-            ]) for res in sampling_results
-        ])
+        num_classes = self.bbox_head.num_classes
+        labels = []
+        for res in sampling_results:
+            pos = res.pos_gt_labels.float()
+            if not len(res.pos_priors):
+                pos = pos.new_zeros(0, num_classes)
+            labels += [pos, pos.new_zeros(len(res.neg_priors), num_classes)]
         img_shapes = [meta['img_shape'] for meta in batch_img_metas]
         return dict(
-            loss_bbox=self.bbox_head.loss(x, rois, labels.float(), img_shapes))
+            loss_bbox=self.bbox_head.loss(x, rois, torch.cat(labels),
+                                          img_shapes))
 
     def predict_bbox(self, x: Union[Tensor, Tuple[Tensor]],
                      batch_img_metas: List[dict],
