@@ -223,3 +223,127 @@ def test_invalid_loss_hook_names_the_term():
         hook.after_train_iter(FakeRunner(), 0, outputs=outputs)
     hook.after_train_iter(FakeRunner(), 0,
                           outputs=dict(loss=torch.tensor(1.)))
+
+
+def _kept_by_rule(boxes, scores, test_cfg):
+    """Query indices ``roi_head.test_cfg`` keeps in one clip, by hand: the
+    K best for ``num_actors``, else those passing ``score_thr`` (all if none
+    does), then torchvision's NMS; in query order."""
+    from torchvision.ops import nms
+    if test_cfg.get('num_actors'):
+        return scores.topk(test_cfg['num_actors']).indices.sort().values
+    assert test_cfg.get('max_per_img', len(scores)) >= len(scores)
+    keep = (scores >= test_cfg['score_thr']).nonzero().flatten()
+    if len(keep) == 0:
+        keep = torch.arange(len(scores))
+    if test_cfg.get('nms'):
+        keep = keep[nms(boxes[keep], scores[keep],
+                        test_cfg['nms']['iou_threshold'])]
+    return keep.sort().values
+
+
+@pytest.mark.parametrize('test_cfg', [
+    None,  # the toy config's: score_thr 0.3 and an NMS
+    dict(score_thr='median'),
+    dict(score_thr='median', nms=dict(type='nms', iou_threshold=0.3)),
+    dict(num_actors=3),
+    dict(num_actors=20),  # every query
+])
+def test_forward_tensors_is_predict_before_the_actor_rule(test_cfg):
+    model = build_toy().eval()
+    data = model.data_preprocessor(batch([1, 2], size=(70, 90)))
+    inputs = data['inputs']
+    with torch.no_grad():
+        boxes, person_scores, action_scores = model.forward_tensors(inputs)
+        num_queries = model.rpn_head.num_proposals
+        assert boxes.shape == (2, num_queries, 4)
+        assert person_scores.shape == (2, num_queries)
+        assert action_scores.shape == (2, num_queries, 8)
+        assert torch.all(action_scores[..., 0] == 0)
+        if test_cfg is not None:
+            test_cfg = dict(test_cfg)
+            if test_cfg.get('score_thr') == 'median':
+                # some boxes pass in the first clip
+                test_cfg['score_thr'] = float(person_scores[0].median())
+            model.roi_head.test_cfg = test_cfg
+        results = model(**data, mode='predict')
+    test_cfg = dict(model.roi_head.test_cfg)
+    scale = boxes.new_tensor([90, 70, 90, 70])
+    for i, result in enumerate(results):
+        keep = _kept_by_rule(boxes[i], person_scores[i], test_cfg)
+        pred = result.pred_instances
+        torch.testing.assert_close(pred.bboxes,
+                                   (boxes[i, keep] / scale).clamp(0, 1))
+        torch.testing.assert_close(pred.actor_scores, person_scores[i, keep])
+        if test_cfg.get('num_actors') == num_queries:
+            # the same boxes in the same order: the same action scores
+            assert torch.equal(pred.scores, action_scores[i])
+    if test_cfg.get('score_thr') is not None and 'nms' not in test_cfg:
+        assert 0 < len(results[0].pred_instances) < num_queries
+
+
+def test_tensor_mode_traces_and_replays():
+    """``forward(mode='tensor')`` is :meth:`forward_tensors`, and its trace
+    holds no branch on tensor values: replayed on another clip it gives
+    what the model gives."""
+    model = build_toy().eval()
+    first, second = torch.randn(2, 1, 3, 8, 70, 90)
+    with torch.no_grad():
+        outs = model(second)
+        for got, want in zip(outs, model.forward_tensors(second)):
+            assert torch.equal(got, want)
+        traced = torch.jit.trace(model, (first, ), check_trace=False)
+        for got, want in zip(traced(second), outs):
+            torch.testing.assert_close(got, want)
+
+
+def _attention_flags(model):
+    from evad_mm.models.layers.transformer import Attention
+    return {
+        name: m.fused_attn
+        for name, m in model.named_modules() if isinstance(m, Attention)
+    }
+
+
+def test_set_fused_attn_switches_encoder_and_decoder():
+    model = build_toy().eval()
+    inputs = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        fused = model.forward_tensors(inputs)
+        model.set_fused_attn(False)
+        flags = _attention_flags(model)
+        assert any(n.startswith('backbone.') for n in flags)
+        assert any(n.startswith('action_head.') for n in flags)
+        assert not any(flags.values())
+        eager = model.forward_tensors(inputs)
+        model.set_fused_attn(True)
+        assert all(_attention_flags(model).values())
+    for f, e in zip(fused, eager):
+        torch.testing.assert_close(f, e, rtol=1e-4, atol=1e-4)
+
+
+def test_set_keep_rate():
+    model = build_toy()
+    model.set_keep_rate(0.5)
+    assert model.backbone.keep_rate == (0.5, 0.5, 0.5)
+    model.set_keep_rate([0.4, 0.6, 0.8])
+    assert model.backbone.keep_rate == (0.4, 0.6, 0.8)
+    model.set_keep_rate([0.9])
+    assert model.backbone.keep_rate == (0.9, 0.9, 0.9)
+    with pytest.raises(ValueError, match=r'\(0, 1\]'):
+        model.set_keep_rate(1.5)
+    with pytest.raises(ValueError, match='one per prune layer'):
+        model.set_keep_rate([0.5, 0.5])
+
+
+def test_controls_on_a_backbone_without_them():
+    """mmaction2's ViT: no pruning, no attention switch."""
+    model = MODELS.build(plain_vit_cfg())
+    with pytest.raises(ValueError,
+                       match='backbone VisionTransformer has no keep_rate'):
+        model.set_keep_rate(0.5)
+    with pytest.warns(UserWarning,
+                      match='backbone VisionTransformer has no '
+                      'set_fused_attn'):
+        model.set_fused_attn(False)
+    assert not any(_attention_flags(model).values())  # the decoder's

@@ -108,16 +108,47 @@ def test_fused_and_eager_attention_count_the_same(get_flops):
     model = get_flops.build_detector(TOY, keep_rate=1.0)
     shape = [int(s) for s in SHAPE]
     fused = get_flops.count_flops(model, shape)
-    eager = get_flops.count_flops(model, shape, eager=True)
+    model.set_fused_attn(False)
+    eager = get_flops.count_flops(model, shape)
     for key in ('gflops', *PARTS):
         assert fused[key] == pytest.approx(eager[key], rel=1e-12)
-    assert all(m.fused_attn for m in model.modules()
-               if hasattr(m, 'fused_attn'))  # flags restored
-    # fewer actors, cheaper decoder; the rest unchanged
-    few = get_flops.count_flops(model, shape, num_actors=2)
-    assert few['num_actors'] == 2
-    assert few['context_refinement'] < fused['context_refinement']
-    assert few['backbone'] == fused['backbone']
+
+
+def test_fixed_actor_count_is_counted_through_predict(get_flops):
+    """--num-actors N: EVAD.predict with roi_head.test_cfg.num_actors=N;
+    fewer actors, cheaper decoder, the rest unchanged; with every query the
+    count of forward_tensors."""
+    shape = [int(s) for s in SHAPE]
+    all_queries = get_flops.count_flops(
+        get_flops.build_detector(TOY, keep_rate=1.0), shape)
+    counts = {}
+    for n in (2, 20):
+        counts[n] = get_flops.main([
+            TOY, '--shape', *SHAPE, '--keep-rate', '1.0', '--num-actors',
+            str(n), '--json'
+        ])
+        assert counts[n]['num_actors'] == n
+    assert counts[2]['context_refinement'] < all_queries['context_refinement']
+    for key in ('backbone', 'neck', 'localization'):
+        assert counts[2][key] == all_queries[key]
+    for key in ('gflops', *PARTS, 'other'):
+        assert counts[20][key] == all_queries[key]
+
+
+def test_build_detector_applies_the_overrides():
+    utils = load_tool('analysis', 'analysis_utils')
+    model = utils.build_detector(
+        TOY, keep_rate=[0.5, 0.6, 0.7], fused_attn=False, num_actors=3)
+    assert not model.training
+    assert model.backbone.keep_rate == (0.5, 0.6, 0.7)
+    assert not any(m.fused_attn for m in model.modules()
+                   if hasattr(m, 'fused_attn'))
+    test_cfg = model.roi_head.test_cfg
+    assert test_cfg.num_actors == 3 and test_cfg.get('nms') is None
+    assert utils.default_shape(model) == [8, 128, 128]  # img_size=128
+    # the config's own rule otherwise
+    assert utils.build_detector(TOY).roi_head.test_cfg.get(
+        'num_actors') is None
 
 
 def test_sdpa_handle_counts_two_matmuls(get_flops):
@@ -205,3 +236,39 @@ def test_cpu_peak_memory_tracks_tensor_allocations(benchmark):
 def test_benchmark_rejects_bad_arguments(benchmark):
     with pytest.raises(SystemExit):
         benchmark.parse_args([TOY, '--iters', '0'])
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([TOY, '--amp', 'fp8'])
+
+
+def test_benchmark_fixed_actor_count(benchmark):
+    report = benchmark.main([
+        TOY, '--shape', *SHAPE, '--keep-rates', '0.7', '--batch-size', '2',
+        '--num-actors', '3', '--iters', '1', '--warmup', '0', '--repeats',
+        '1', '--no-memory'
+    ])
+    assert report['results'][0]['actors_per_call'] == 2 * 3
+
+
+@pytest.mark.parametrize('amp,train', [('bf16', False), ('bf16', True),
+                                       ('fp16', True)])
+def test_benchmark_mixed_precision(benchmark, amp, train, monkeypatch):
+    """--amp: the step under torch.autocast with that dtype (seen in the
+    decoder's output), the loss scaled for fp16 training."""
+    seen = {}
+    from evad_mm.models.roi_heads import ContextRefinementHead
+    forward = ContextRefinementHead.forward
+
+    def spy(self, *args, **kwargs):
+        logits = forward(self, *args, **kwargs)
+        seen['dtype'] = logits[-1].dtype
+        return logits
+
+    monkeypatch.setattr(ContextRefinementHead, 'forward', spy)
+    report = benchmark.main([
+        TOY, '--shape', *SHAPE, '--keep-rates', '0.7', '--amp', amp,
+        '--iters', '1', '--warmup', '0', '--repeats', '1', '--json'
+    ] + (['--train'] if train else []))
+    assert report['amp'] == amp
+    assert seen['dtype'] == benchmark.AMP_DTYPES[amp]
+    result, = report['results']
+    assert result['clips_per_s'] > 0 and result['peak_mem_mb'] > 0

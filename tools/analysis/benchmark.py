@@ -5,22 +5,29 @@ Usage::
     python tools/analysis/benchmark.py configs/evad_vitb_ava.py \
         --keep-rates 1.0 0.7 --shape 16 224 224 --batch-size 1 \
         --iters 3 --warmup 1 --repeats 5 [--attention fused eager] \
-        [--train] [--device cpu|cuda] [--json]
+        [--train] [--device cpu|cuda] [--amp fp16|bf16] [--num-actors N] \
+        [--json]
 
 What is measured:
 
 * One model is built (random init, no pretrained download); each variant
-  (keep rate x attention implementation) only sets
-  ``model.backbone.keep_rate`` and the ``fused_attn`` flag of every EVAD
-  attention module (encoder and decoder), so all variants share weights.
-* Inference: ``model._forward(inputs)`` (pad, encoder, FPN, Sparse R-CNN
-  stages, action decoder) in eval mode under ``torch.no_grad()``. The number
-  of actors the action head sees is data-dependent; an untrained model
-  passes all proposals (no person score reaches the threshold), which is
-  also what the FLOP count assumes. ``--num-actors N`` fixes it to the N
-  best boxes instead. ``--train``: one training step, ``mode='loss'`` with
-  two ground-truth actors per clip, sum of the losses, ``backward()``, then
-  the gradients are dropped (no optimizer update).
+  (keep rate x attention implementation) only calls
+  ``EVAD.set_keep_rate`` and ``EVAD.set_fused_attn`` (encoder and decoder),
+  so all variants share weights.
+* Inference: ``EVAD.predict`` (pad, encoder, FPN, Sparse R-CNN stages,
+  actor selection, action decoder) in eval mode under ``torch.no_grad()``.
+  The number of actors the action head sees is data-dependent; an untrained
+  model passes all proposals (no person score reaches the threshold), which
+  is also what the FLOP count assumes. ``--num-actors N`` sets
+  ``roi_head.test_cfg.num_actors=N``: exactly the N best boxes per clip.
+  ``--train``: one training step, ``mode='loss'`` with two ground-truth
+  actors per clip, sum of the losses, ``backward()``, then the gradients
+  are dropped (no optimizer update).
+* ``--amp fp16|bf16``: the step runs under ``torch.autocast`` on the device
+  with that dtype (weights stay float32). Training with fp16 also scales
+  the loss with ``torch.amp.GradScaler`` before ``backward()``, as mixed
+  precision training does (mmengine's ``AmpOptimWrapper`` too); as no
+  optimizer step is taken, the scaler only multiplies the loss.
 * Timing is interleaved: after ``--warmup`` calls of every variant, each of
   ``--repeats`` rounds runs ``--iters`` calls of every variant in turn, so
   slow drifts of a shared machine hit all variants alike. clips/s is the
@@ -51,16 +58,22 @@ import re
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # analysis_utils
+from analysis_utils import (add_model_arguments, build_detector,  # noqa: E402
+                            default_shape)
+
+AMP_DTYPES = dict(fp16=torch.float16, bf16=torch.bfloat16)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='EVAD throughput and peak memory at several keep rates')
-    parser.add_argument('config', help='config file')
+    add_model_arguments(parser)
     parser.add_argument(
         '--keep-rates',
         type=float,
@@ -78,12 +91,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--eager',
         action='store_true',
         help="shorthand for --attention eager")
-    parser.add_argument(
-        '--shape',
-        type=int,
-        nargs=3,
-        metavar=('T', 'H', 'W'),
-        help='clip size (default: backbone num_frames x img_size x img_size)')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument(
         '--iters', type=int, default=5, help='calls per variant per round')
@@ -94,6 +101,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument(
+        '--amp',
+        choices=sorted(AMP_DTYPES),
+        default=None,
+        help='run the step under torch.autocast with this dtype (fp16 '
+        'training also scales the loss with a GradScaler)')
+    parser.add_argument(
         '--threads',
         type=int,
         default=None,
@@ -103,15 +116,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='time a training step (loss + backward) instead of inference')
     parser.add_argument(
-        '--num-actors',
-        type=int,
-        default=None,
-        help='inference: give the action head exactly the N best boxes')
-    parser.add_argument(
         '--no-memory', action='store_true', help='skip the memory pass')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument(
-        '--json', action='store_true', help='print one JSON line last')
     args = parser.parse_args(argv)
     if args.attention is None:
         args.attention = ['eager'] if args.eager else ['fused']
@@ -123,70 +129,73 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def build_detector(config: str) -> nn.Module:
-    """The model of ``config``, default-initialised, without downloads."""
-    import warnings
-
-    from evad_mm.apis import init_detector
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # random weights are expected here
-        return init_detector(config)
-
-
-def default_shape(model: nn.Module) -> List[int]:
-    backbone = model.backbone
-    size = getattr(backbone, 'img_size', None) or 224
-    if isinstance(size, (tuple, list)):
-        size = size[0]
-    return [int(getattr(backbone, 'num_frames', 16)), int(size), int(size)]
-
-
-def make_samples(batch: int, hw: Sequence[int], num_classes: int,
-                 device: torch.device) -> list:
-    """ActionDataSamples with two ground-truth actors each."""
+def make_samples(batch: int, hw: Sequence[int], device: torch.device,
+                 num_classes: Optional[int] = None) -> list:
+    """ActionDataSamples of (H, W) ``hw`` frames; with ``num_classes``, two
+    ground-truth actors each (for training)."""
     from mmaction.structures import ActionDataSample
     from mmengine.structures import InstanceData
     h, w = hw
     boxes = torch.tensor([[0.10 * w, 0.10 * h, 0.45 * w, 0.90 * h],
                           [0.50 * w, 0.20 * h, 0.90 * w, 0.95 * h]])
-    labels = torch.zeros(2, num_classes)
-    labels[0, 1] = labels[1, min(2, num_classes - 1)] = 1
     samples = []
     for i in range(batch):
         sample = ActionDataSample()
         sample.set_metainfo(dict(img_shape=tuple(hw)))
-        sample.gt_instances = InstanceData(
-            bboxes=boxes.to(device), labels=labels.to(device))
+        if num_classes is not None:
+            labels = torch.zeros(2, num_classes)
+            labels[0, 1] = labels[1, min(2, num_classes - 1)] = 1
+            sample.gt_instances = InstanceData(
+                bboxes=boxes.to(device), labels=labels.to(device))
         samples.append(sample)
     return samples
 
 
 def set_variant(model: nn.Module, keep_rate: float, attention: str) -> None:
-    model.backbone.keep_rate = keep_rate
-    for m in model.modules():
-        if hasattr(m, 'fused_attn'):
-            m.fused_attn = attention == 'fused'
+    model.set_keep_rate(keep_rate)
+    model.set_fused_attn(attention == 'fused')
 
 
-def make_step(model: nn.Module, inputs: torch.Tensor, train: bool,
-              samples: Optional[list]) -> Callable[[], int]:
-    """A callable running one step; returns the number of actors it saw."""
+def make_step(model: nn.Module,
+              inputs: torch.Tensor,
+              samples: list,
+              train: bool,
+              amp: Optional[str] = None) -> Callable[[], int]:
+    """A callable running one step; returns the number of actors it saw.
+
+    Args:
+        model (nn.Module): The detector.
+        inputs (Tensor): (B, C, T, H, W) clips on the model's device.
+        samples (list): ``make_samples`` output, with ground truth for
+            ``train``.
+        train (bool): Loss + backward instead of ``predict``.
+        amp (str, optional): 'fp16' or 'bf16': the step under
+            ``torch.autocast``; fp16 training scales the loss with a
+            ``GradScaler``.
+    """
+    autocast = torch.autocast(
+        inputs.device.type,
+        dtype=AMP_DTYPES[amp] if amp else None,
+        enabled=amp is not None)
     if train:
         model.train()
+        scaler = torch.amp.GradScaler(
+            inputs.device.type, enabled=amp == 'fp16')
 
         def step() -> int:
-            losses = model(inputs, samples, mode='loss')
-            loss, _ = model.parse_losses(losses)
-            loss.backward()
+            with autocast:
+                losses = model(inputs, samples, mode='loss')
+                loss, _ = model.parse_losses(losses)
+            scaler.scale(loss).backward()
             model.zero_grad(set_to_none=True)
             return sum(len(s.gt_instances) for s in samples)
     else:
         model.eval()
 
         def step() -> int:
-            with torch.no_grad():
-                outs = model._forward(inputs)
-            return sum(len(o) for o in outs)
+            with torch.no_grad(), autocast:
+                preds = model(inputs, samples, mode='predict')
+            return sum(len(p.pred_instances) for p in preds)
 
     return step
 
@@ -252,19 +261,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = build_detector(args.config).to(device)
-    if args.num_actors is not None:
-        model.roi_head.test_cfg.max_per_img = args.num_actors
-        model.roi_head.test_cfg.score_thr = 0.
+    model = build_detector(
+        args.config, num_actors=args.num_actors, device=args.device)
     shape = list(args.shape) if args.shape else default_shape(model)
     channels = getattr(model.backbone, 'in_channels', 3)
     inputs = torch.randn(args.batch_size, channels, *shape, device=device)
-    samples = None
-    if args.train:
-        samples = make_samples(args.batch_size, shape[1:],
-                               model.action_head.num_classes, device)
+    samples = make_samples(
+        args.batch_size, shape[1:], device,
+        model.action_head.num_classes if args.train else None)
     variants = [(r, a) for r in args.keep_rates for a in args.attention]
-    step = make_step(model, inputs, args.train, samples)
+    step = make_step(model, inputs, samples, args.train, args.amp)
 
     def call(variant):
         set_variant(model, *variant)
@@ -314,6 +320,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         shape=shape,
         batch_size=args.batch_size,
         device=args.device,
+        amp=args.amp,
         threads=torch.get_num_threads(),
         iters=args.iters,
         warmup=args.warmup,
@@ -350,7 +357,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     else:
         print(f"config: {report['config']}  mode: {report['mode']}  input: "
               f"{report['batch_size']}x3x{'x'.join(map(str, report['shape']))}"
-              f"  device: {report['device']} ({report['threads']} threads)  "
+              f"  device: {report['device']} ({report['threads']} threads)"
+              f"{'  amp: ' + report['amp'] if report['amp'] else ''}  "
               f"{report['repeats']} rounds x {report['iters']} iters, "
               f"{report['warmup']} warm-up")
         print(format_table(report))

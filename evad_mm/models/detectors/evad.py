@@ -13,6 +13,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from evad_mm.registry import MODELS
+from evad_mm.utils.device import check_mmcv_cuda_ops
 from evad_mm.utils.typing_utils import ConfigType, OptConfigType, OptMultiConfig
 
 
@@ -84,7 +85,11 @@ class EVAD(BaseModel):
             the action head on the ground-truth boxes, besides the
             predicted boxes matched to them (EVAD trains on the matched
             boxes only, the default). Helps a localization trained from
-            scratch, whose early boxes are poor.
+            scratch, whose early boxes are poor. ``normalize_losses=True``
+            divides every loss weight (``roi_head.stage_loss_weights``,
+            ``action_head.loss_weight``) by the number of loss terms: 3 per
+            localization stage (class, L1, GIoU) and 1 per decoder block,
+            as the authors do (24 for ViT-B, 30 for ViT-L).
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -108,12 +113,28 @@ class EVAD(BaseModel):
         self.rpn_head = MODELS.build(_mmdet_scoped(rpn_head))
         self.roi_head = MODELS.build(_mmdet_scoped(roi_head))
         self.action_head = MODELS.build(action_head)
+        if getattr(self.backbone, 'pruning', None) == 'unified' and getattr(
+                self.action_head, 'token_order', None) == 'reference':
+            raise ValueError(
+                "action_head.token_order='reference' places the first h*w "
+                'tokens as the keyframe, which backbone.pruning=\'unified\' '
+                "does not keep: use token_order='position' (the default).")
         self.size_divisor = size_divisor
         self.train_cfg = dict(train_cfg or {})
-        unknown = set(self.train_cfg) - {'add_gt_as_actors'}
+        unknown = set(self.train_cfg) - {'add_gt_as_actors',
+                                         'normalize_losses'}
         if unknown:
             raise ValueError(f'EVAD train_cfg has unknown keys {unknown}; '
-                             "the only one is 'add_gt_as_actors'.")
+                             "the keys are 'add_gt_as_actors' and "
+                             "'normalize_losses'.")
+        if self.train_cfg.get('normalize_losses', False):
+            num_terms = (3 * self.roi_head.num_stages +
+                         len(self.action_head.blocks))
+            self.roi_head.stage_loss_weights = [
+                w / num_terms for w in self.roi_head.stage_loss_weights
+            ]
+            self.action_head.loss_weight = (
+                self.action_head.loss_weight / num_terms)
 
     def extract_feat(self, inputs: Tensor) -> Tuple[Tuple[Tensor, ...], object]:
         """Backbone and neck.
@@ -208,20 +229,41 @@ class EVAD(BaseModel):
             self.action_head.loss(feats, rois, labels, img_shapes))
         return losses
 
+    def _features_and_queries(self, inputs: Tensor,
+                              data_samples: SampleList) -> tuple:
+        """Pad, encode, and run every learned query through the
+        localization stages (inference).
+
+        Returns:
+            tuple: ``det_samples`` (mmdet samples with ``img_shape``), the
+            backbone output for the action head, boxes (B, Q, 4) in input
+            pixels and person scores (B, Q), in query order.
+        """
+        inputs = self._pad(inputs)
+        det_samples = self._person_samples(data_samples, inputs, False)
+        fpn_maps, feats = self.extract_feat(inputs)
+        proposals = self.rpn_head.predict(fpn_maps, det_samples)
+        boxes, scores = self.roi_head.predict_queries(fpn_maps, proposals,
+                                                      det_samples)
+        return det_samples, feats, boxes, scores
+
     def predict(self, inputs: Tensor, data_samples: SampleList) -> SampleList:
         """Detect actors and score their actions.
+
+        The actors are the queries ``roi_head.test_cfg`` keeps (see
+        :meth:`ActorLocalizationHead.select_actors`).
 
         Returns:
             list[ActionDataSample]: each with ``pred_instances.bboxes``
             (n, 4) normalised to [0, 1] of the frame, ``.scores``
             (n, num_classes) and ``.actor_scores`` (n, ) person scores.
         """
-        inputs = self._pad(inputs)
-        det_samples = self._person_samples(data_samples, inputs, False)
-        fpn_maps, feats = self.extract_feat(inputs)
-        proposals = self.rpn_head.predict(fpn_maps, det_samples)
-        actors = self.roi_head.predict_actors(fpn_maps, proposals,
-                                              det_samples)
+        det_samples, feats, boxes, person_scores = \
+            self._features_and_queries(inputs, data_samples)
+        actors = [
+            self.roi_head.select_actors(b, s)
+            for b, s in zip(boxes, person_scores)
+        ]
         rois = bbox2roi([a.bboxes for a in actors])
         img_shapes = [s.metainfo['img_shape'] for s in det_samples]
         scores = self.action_head.predict(feats, rois, img_shapes)
@@ -236,31 +278,111 @@ class EVAD(BaseModel):
                 actor_scores=actor.scores)
         return data_samples
 
-    def _forward(self,
-                 inputs: Tensor,
-                 data_samples: Optional[SampleList] = None) -> Tuple[Tensor]:
-        """Tensor-only inference (FLOP counting, export): boxes in input
-        pixels and action probabilities, each (B, n, ...)."""
-        if data_samples is None:
-            data_samples = [
-                DetDataSample(metainfo=dict(img_shape=inputs.shape[-2:]))
-                for _ in range(len(inputs))
-            ]
-        results = self.predict(inputs, data_samples)
-        return tuple(
-            torch.cat([r.pred_instances.bboxes, r.pred_instances.scores], 1)
-            for r in results)
+    def forward_tensors(self, inputs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Tensor-only inference of every query, for FLOP counting, tracing
+        and export.
+
+        Unlike :meth:`predict`, no query is dropped: all Q =
+        ``rpn_head.num_proposals`` go to the action head (no threshold, no
+        NMS, no fallback; ``roi_head.test_cfg`` is not used), so the output
+        shapes depend on the input shape only and no Python branch depends
+        on tensor values. To get :meth:`predict`'s actors, apply the
+        ``test_cfg`` rule to ``person_scores``; with
+        ``test_cfg.num_actors=Q`` the action scores are :meth:`predict`'s.
+
+        Args:
+            inputs (Tensor): (B, C, T, H, W) normalised clips, any H and W
+                (zero-padded inside to multiples of ``size_divisor``).
+
+        Returns:
+            tuple[Tensor]:
+
+            - boxes (B, Q, 4): pixel xyxy in the unpadded H x W frame
+              (clipped to it only if the box coder clips; :meth:`predict`
+              clamps its normalised boxes to [0, 1]).
+            - person_scores (B, Q): float32 scores of the last
+              localization stage.
+            - action_scores (B, Q, num_classes): probabilities, column 0
+              zero.
+        """
+        img_shape = tuple(inputs.shape[-2:])
+        samples = [
+            DetDataSample(metainfo=dict(img_shape=img_shape))
+            for _ in range(len(inputs))
+        ]
+        _, feats, boxes, person_scores = self._features_and_queries(
+            inputs, samples)
+        action_scores = self.action_head.predict(
+            feats, bbox2roi(list(boxes)), [img_shape] * len(inputs))
+        return boxes, person_scores, action_scores.view(
+            *boxes.shape[:2], -1)
+
+    def set_keep_rate(self, keep_rate: Union[float, Sequence[float]]) -> None:
+        """Set the backbone's token keep rate rho; takes effect at the next
+        forward pass, weights unchanged.
+
+        Args:
+            keep_rate (float | Sequence[float]): One rate in (0, 1], or one
+                per pruning layer.
+
+        Raises:
+            ValueError: The backbone prunes no tokens (has no
+                ``keep_rate``, e.g. mmaction2's ViT or ResNet3d), or a rate
+                is out of range.
+        """
+        if not isinstance(getattr(type(self.backbone), 'keep_rate', None),
+                          property):
+            raise ValueError(
+                f'EVAD.set_keep_rate: the backbone '
+                f'{type(self.backbone).__name__} has no keep_rate (no token '
+                'pruning); only EVADViT takes a keep rate.')
+        if isinstance(keep_rate, (list, tuple)) and len(keep_rate) == 1:
+            keep_rate = keep_rate[0]
+        self.backbone.keep_rate = keep_rate
+
+    def set_fused_attn(self, fused: bool) -> None:
+        """Fused (``F.scaled_dot_product_attention``) or eager attention in
+        the encoder and the action decoder; same results up to rounding.
+
+        The pruning blocks of :class:`EVADViT` always rank tokens on an
+        eager attention map. A backbone or action head without a
+        ``set_fused_attn`` method (mmaction2's ViT, ResNet3d) computes its
+        attention as built; one warning names it.
+
+        Args:
+            fused (bool): True for the fused kernel, False for eager
+                matmul-softmax-matmul.
+        """
+        for name in ('backbone', 'action_head'):
+            module = getattr(self, name)
+            if callable(getattr(module, 'set_fused_attn', None)):
+                module.set_fused_attn(bool(fused))
+            else:
+                warnings.warn(
+                    f'EVAD.set_fused_attn: the {name} '
+                    f'{type(module).__name__} has no set_fused_attn(); its '
+                    'attention (if any) stays as built.')
+
+    def _set_device(self, device: torch.device) -> None:
+        """Called by ``to()`` / ``cuda()`` before anything moves: a CUDA
+        device needs mmcv's CUDA ops (a clear error, not mmcv's from deep
+        inside the first RoI head)."""
+        check_mmcv_cuda_ops(device)
+        super()._set_device(device)
 
     def forward(self,
                 inputs: Tensor,
                 data_samples: Optional[SampleList] = None,
                 mode: str = 'tensor') -> Union[dict, SampleList, tuple]:
-        """Dispatch on ``mode``: 'loss', 'predict' or 'tensor'."""
+        """Dispatch on ``mode``: 'loss' (:meth:`loss`), 'predict'
+        (:meth:`predict`) or 'tensor' (:meth:`forward_tensors`; any
+        ``data_samples`` are not used)."""
+        check_mmcv_cuda_ops(inputs.device)
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
-            return self._forward(inputs, data_samples)
+            return self.forward_tensors(inputs)
         raise RuntimeError(f"Invalid mode {mode!r}: use 'loss', 'predict' or "
                            "'tensor'.")

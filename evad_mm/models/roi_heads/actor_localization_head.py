@@ -6,11 +6,14 @@ from mmcv.ops import batched_nms
 from mmdet.models.roi_heads import SparseRoIHead
 from mmdet.models.utils import unpack_gt_instances
 from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox2roi
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from evad_mm.registry import MMDET_MODELS
 from evad_mm.utils.typing_utils import InstanceList
+
+TEST_CFG_KEYS = ('max_per_img', 'score_thr', 'nms', 'num_actors')
 
 
 @MMDET_MODELS.register_module()
@@ -20,12 +23,24 @@ class ActorLocalizationHead(SparseRoIHead):
     Training returns, with the usual per-stage losses (``s{i}.loss_*``), the
     last stage's boxes that the Hungarian assigner matched to a ground-truth
     person, so that the action head is trained on the same match.
-    Inference keeps the boxes whose person score reaches
-    ``test_cfg.score_thr`` (0.7 in EVAD), all of them when none does, with
-    no NMS: the set prediction removes duplicates once trained long enough.
-    ``test_cfg.nms`` (mmdet's form, e.g. ``dict(type='nms',
-    iou_threshold=0.5)``) adds an NMS over the kept boxes, for models
-    trained briefly (e.g. the toy config).
+
+    Inference runs all stages on every query (:meth:`predict_queries`), then
+    :meth:`select_actors` applies ``test_cfg`` to each clip, one of two
+    rules:
+
+    * By score (EVAD): the ``max_per_img`` highest-scoring queries, of which
+      those whose person score reaches ``score_thr`` (0.7 in EVAD) are kept,
+      all of them when none does, with no NMS: the set prediction removes
+      duplicates once trained long enough. ``nms`` (mmdet's form, e.g.
+      ``dict(type='nms', iou_threshold=0.5)``) adds an NMS over the kept
+      boxes, for models trained briefly (e.g. the toy config).
+    * A fixed number (``num_actors=K``): exactly the K highest-scoring
+      queries, whatever their scores (no threshold, no fallback), for
+      reproducible FLOP counts, benchmarks and fixed-shape export.
+      ``score_thr`` and ``max_per_img`` are then unused; ``nms`` would make
+      the count data-dependent again, so giving both is an error.
+
+    Kept boxes stay in query order.
 
     Arguments are those of ``SparseRoIHead``; use one class (person).
     """
@@ -76,23 +91,102 @@ class ActorLocalizationHead(SparseRoIHead):
                     gt_inds=sampling.pos_assigned_gt_inds))
         return losses, actors
 
-    def predict_actors(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
-                       batch_data_samples: SampleList) -> InstanceList:
-        """Boxes (n, 4) in input pixels and person ``scores`` (n, )."""
+    def predict_queries(self, x: Tuple[Tensor],
+                        rpn_results_list: InstanceList,
+                        batch_data_samples: SampleList
+                        ) -> Tuple[Tensor, Tensor]:
+        """Every query through all stages, no selection (tensor-only).
+
+        Args:
+            x (tuple[Tensor]): FPN maps.
+            rpn_results_list (list[InstanceData]): Proposals with
+                ``bboxes`` (Q, 4) and ``features`` (Q, C), Q the same for
+                every sample (``EmbeddingRPNHead``).
+            batch_data_samples (list[DetDataSample]): ``img_shape`` in the
+                metainfo (boxes are clipped to it).
+
+        Returns:
+            tuple: last-stage boxes (B, Q, 4), pixel xyxy, and float32
+            person scores (B, Q) (sigmoid, or softmax without the background
+            column, as ``predict_bbox`` computes them), in query order.
+        """
+        if self.bbox_head[-1].num_classes != 1:
+            raise ValueError(
+                'ActorLocalizationHead localizes one class (person); set '
+                f'num_classes=1 in its bbox_head, not '
+                f'{self.bbox_head[-1].num_classes}.')
         batch_img_metas = [s.metainfo for s in batch_data_samples]
-        results_list = self.predict_bbox(
-            x, batch_img_metas, rpn_results_list, self.test_cfg, rescale=False)
-        score_thr = self.test_cfg.get('score_thr', 0.7)
-        nms_cfg = self.test_cfg.get('nms')
-        actors = []
-        for results in results_list:
-            keep = results.scores >= score_thr
-            if not keep.any():
-                keep = torch.ones_like(keep)
-            boxes, scores = results.bboxes[keep], results.scores[keep]
-            if nms_cfg is not None:
-                _, kept = batched_nms(boxes, scores,
-                                      scores.new_zeros(len(scores)), nms_cfg)
-                boxes, scores = boxes[kept], scores[kept]
-            actors.append(InstanceData(bboxes=boxes, scores=scores))
-        return actors
+        proposal_list = [res.bboxes for res in rpn_results_list]
+        object_feats = torch.stack(
+            [res.features for res in rpn_results_list])
+        for stage in range(self.num_stages):
+            bbox_results = self._bbox_forward(stage, x,
+                                              bbox2roi(proposal_list),
+                                              object_feats, batch_img_metas)
+            object_feats = bbox_results['object_feats']
+            proposal_list = bbox_results['detached_proposals']
+        # (B, Q, 1) or (B, Q, 2); ranked in float32 also under autocast
+        cls_score = bbox_results['cls_score'].float()
+        if self.bbox_head[-1].loss_cls.use_sigmoid:
+            scores = cls_score[..., 0].sigmoid()
+        else:
+            scores = cls_score.softmax(-1)[..., 0]
+        return torch.stack(proposal_list), scores
+
+    def _actor_test_cfg(self) -> dict:
+        """``test_cfg`` (None: EVAD's rule), checked for a clear error."""
+        test_cfg = dict(self.test_cfg or {})
+        unknown = set(test_cfg) - set(TEST_CFG_KEYS)
+        if unknown:
+            raise ValueError(
+                f'ActorLocalizationHead test_cfg has unknown keys '
+                f'{sorted(unknown)}; known: {TEST_CFG_KEYS}.')
+        num_actors = test_cfg.get('num_actors')
+        if num_actors is None:
+            return test_cfg
+        if isinstance(num_actors, bool) or not isinstance(
+                num_actors, int) or num_actors < 1:
+            raise ValueError(f'test_cfg.num_actors={num_actors!r} must be a '
+                             'positive integer (or None).')
+        if test_cfg.get('nms') is not None:
+            raise ValueError(
+                'test_cfg sets both num_actors (a fixed count) and nms (which '
+                'removes a data-dependent number of boxes); drop one of '
+                'them.')
+        return test_cfg
+
+    def select_actors(self, boxes: Tensor, scores: Tensor) -> InstanceData:
+        """The actors ``test_cfg`` keeps among one clip's queries.
+
+        Args:
+            boxes (Tensor): (Q, 4) pixel xyxy of every query.
+            scores (Tensor): (Q, ) person scores.
+
+        Returns:
+            InstanceData: ``bboxes`` (n, 4) and ``scores`` (n, ), in query
+            order.
+        """
+        test_cfg = self._actor_test_cfg()
+        num_actors = test_cfg.get('num_actors')
+        if num_actors is not None:
+            if num_actors > len(scores):
+                raise ValueError(
+                    f'test_cfg.num_actors={num_actors} exceeds the '
+                    f'{len(scores)} queries (rpn_head.num_proposals).')
+            keep = scores.topk(num_actors).indices.sort().values
+        else:
+            keep = torch.arange(len(scores), device=scores.device)
+            max_per_img = test_cfg.get('max_per_img')
+            if max_per_img is not None and max_per_img < len(scores):
+                keep = scores.topk(max_per_img).indices.sort().values
+            passed = keep[scores[keep] >= test_cfg.get('score_thr', 0.7)]
+            if len(passed):
+                keep = passed
+        boxes, scores = boxes[keep], scores[keep]
+        nms_cfg = test_cfg.get('nms')
+        if nms_cfg is not None:
+            _, kept = batched_nms(boxes.float(), scores.float(),
+                                  scores.new_zeros(len(scores)), nms_cfg)
+            kept = kept.sort().values
+            boxes, scores = boxes[kept], scores[kept]
+        return InstanceData(bboxes=boxes, scores=scores)
