@@ -53,6 +53,23 @@ def write_mp4(path, clip, fps):
     return str(path)
 
 
+def export_toy_onnx(path, clip_shape, seed=0):
+    """configs/evad_toy_ava.py with random weights (``seed``) exported to
+    ONNX at ``path`` for (T, H, W) = ``clip_shape`` clips; the test is
+    skipped without onnxruntime. Returns the path as a string."""
+    pytest.importorskip('onnxruntime')
+    import warnings
+
+    from evad_mm.apis import RandomWeightsWarning, init_detector
+    from evad_mm.deployment import export_onnx
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RandomWeightsWarning)
+        model = init_detector(osp.join(REPO, 'configs', 'evad_toy_ava.py'))
+    export_onnx(model, str(path), clip_shape)
+    return str(path)
+
+
 TOY_EVAD_LAYOUT = osp.join(REPO, 'tests', 'configs',
                            'evad_toy_ava_evad_layout.py')
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from evad_mm.apis import (KeyframeResult, RandomWeightsWarning, VideoReadError,
-                          default_keyframes, detect_video, get_label_names,
-                          init_detector, load_label_map, load_video)
-from evad_mm.apis.inference import _disable_pretrained, clip_indices
+                          clip_indices, default_keyframes, detect_video,
+                          get_label_names, init_detector, load_label_map,
+                          load_video, nearest_keyframe)
+from evad_mm.apis.inference import _disable_pretrained
 
 from tests.conftest import write_mp4
 
@@ -97,6 +98,13 @@ def test_init_detector_checkpoint(model, tmp_path):
         assert torch.equal(a, b), name
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         init_detector(TOY, str(tmp_path / 'missing.pth'))
+    # a checkpoint of another model is refused, unless strict=False
+    from evad_mm.utils.checkpoint import CheckpointMismatchError
+    foreign = tmp_path / 'foreign.pth'
+    torch.save({'state_dict': {'fc.weight': torch.zeros(2, 2)}}, foreign)
+    with pytest.raises(CheckpointMismatchError, match='foreign.pth'):
+        init_detector(TOY, str(foreign))
+    assert not init_detector(TOY, str(foreign), strict=False).training
 
 
 def test_pretrained_disabled_without_building():
@@ -170,6 +178,14 @@ def test_default_keyframes():
     assert default_keyframes(40, 8, start=5, end=25) == [9, 17]
     assert default_keyframes(3, 8) == [1]
     assert default_keyframes(40, 8, start=30, end=20) == []
+
+
+def test_nearest_keyframe():
+    assert nearest_keyframe(np.arange(16), [4, 12]).tolist() == \
+        [0] * 8 + [1] * 8
+    assert nearest_keyframe(np.arange(3), [7]).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match='at least one keyframe'):
+        nearest_keyframe(np.arange(3), [])
 
 
 def test_label_maps(tmp_path, model):

@@ -9,6 +9,9 @@ from typing import Dict, Sequence, Union
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+__all__ = ['load_label_map', 'num_classes', 'get_label_names']
+
+
 def load_label_map(path: Union[str, Path]) -> Dict[int, str]:
     """Read a label map: ``{class id: name}``.
 
@@ -57,7 +60,7 @@ def load_label_map(path: Union[str, Path]) -> Dict[int, str]:
     return labels
 
 
-def _num_classes(model) -> int:
+def num_classes(model) -> int:
     """Columns of the model's scores, mmaction2's unused column 0 included."""
     head = getattr(model, 'action_head', None)
     if getattr(head, 'num_classes', None):
@@ -85,7 +88,7 @@ def get_label_names(model,
     Raises:
         ValueError: The map's class count or ids do not fit the model.
     """
-    num = _num_classes(model) - 1
+    num = num_classes(model) - 1
     source = 'label map'
     if label_map is None:
         classes = getattr(model, 'cfg', Config()).get('classes')

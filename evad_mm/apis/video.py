@@ -7,6 +7,11 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+__all__ = [
+    'VideoReadError', 'VideoFrames', 'load_video', 'default_keyframes',
+    'clip_indices', 'nearest_keyframe'
+]
+
 
 class VideoReadError(RuntimeError):
     """A video that cannot be opened or decoded, or has no frames."""
@@ -151,3 +156,22 @@ def clip_indices(keyframe: int, clip_len: int, frame_interval: int,
     start = keyframe - (clip_len // 2) * frame_interval
     end = keyframe + ((clip_len + 1) // 2) * frame_interval
     return np.clip(np.arange(start, end, frame_interval), 0, num_frames - 1)
+
+
+def nearest_keyframe(frame_indices: Sequence[int],
+                     keyframes: Sequence[int]) -> np.ndarray:
+    """Position in ``keyframes`` (sorted) of the keyframe nearest to each
+    frame; halfway frames go to the later keyframe, so that with
+    :func:`default_keyframes` each keyframe covers its own
+    ``predict_stepsize`` frames."""
+    keyframes = np.asarray(keyframes)
+    frame_indices = np.asarray(frame_indices)
+    if len(keyframes) == 0:
+        raise ValueError('nearest_keyframe needs at least one keyframe')
+    if len(keyframes) == 1:
+        return np.zeros(len(frame_indices), dtype=np.int64)
+    pos = np.clip(np.searchsorted(keyframes, frame_indices), 1,
+                  len(keyframes) - 1)
+    left, right = keyframes[pos - 1], keyframes[pos]
+    return np.where(frame_indices - left < right - frame_indices, pos - 1,
+                    pos)

@@ -5,12 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from evad_mm.apis import RandomWeightsWarning
 
-from tests.conftest import load_tool, moving_square_clip, write_mp4
+from tests.conftest import (export_toy_onnx, load_tool, moving_square_clip,
+                            write_mp4)
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / 'tools' / 'demo.py'
@@ -51,23 +51,19 @@ def test_demo_renders(clip_mp4, tmp_path, capsys):
     assert _read_back(str(out)) == (10, (H, W, 3), 5.0)
 
 
-def test_draw_and_keyframe_assignment():
-    from evad_mm.apis import KeyframeResult
-    assert demo.nearest_keyframe(np.arange(16), [4, 12]).tolist() == \
-        [0] * 8 + [1] * 8
-    assert demo.nearest_keyframe(np.arange(3), [7]).tolist() == [0, 0, 0]
-    r = KeyframeResult(
-        frame_index=0, time=0., bboxes=np.array([[10., 10., 60., 50.]]),
-        bboxes_normalized=np.array([[10 / W, 10 / H, 60 / W, 50 / H]]),
-        scores=np.full((1, 7), .5), actor_scores=np.array([.9]),
-        labels=[['wave']], label_ids=[[7]], label_scores=[[.5]],
-        image_shape=(H, W))
-    frame = np.zeros((H, W, 3), np.uint8)
-    drawn = demo.draw_result(frame, r)
-    assert drawn.shape == frame.shape and not frame.any()
-    assert drawn[10:51, 10].any() and not drawn[80:, 100:].any()
-    hidden = demo.draw_result(frame, r, actor_thr=0.95)
-    assert not hidden.any()
+def test_demo_runs_an_exported_model(clip_mp4, tmp_path, capsys):
+    """``tools/demo.py VIDEO MODEL.onnx``: no config, no checkpoint."""
+    # 96x128 frames are resized to the exported 48x64
+    onnx = export_toy_onnx(tmp_path / 'toy.onnx', (8, 48, 64))
+    out = tmp_path / 'out.mp4'
+    assert demo.main([clip_mp4, onnx, '--out', str(out), '--end', '1']) == 0
+    captured = capsys.readouterr()
+    assert 'RANDOM WEIGHTS' not in captured.err
+    assert 'Wrote 10 frames (128x96, 10 fps)' in captured.out
+    assert _read_back(str(out)) == (10, (H, W, 3), 10.0)
+    assert demo.main([clip_mp4, onnx, '--out', str(out), '--short-side',
+                      '128']) == 1
+    assert 'fixed at export' in capsys.readouterr().err
 
 
 def test_missing_video_exits_nonzero(tmp_path):
@@ -90,6 +86,20 @@ def test_unreadable_video(tmp_path, capsys, content):
     err = capsys.readouterr().err
     assert 'error:' in err and str(bad) in err
     assert not (tmp_path / 'out.mp4').exists()
+
+
+def test_model_argument_errors(clip_mp4, tmp_path, capsys):
+    out = str(tmp_path / 'out.mp4')
+    assert demo.main([clip_mp4, str(tmp_path / 'none.py'), '--out', out]) \
+        == 1
+    assert 'config file not found' in capsys.readouterr().err
+    onnx = tmp_path / 'evad.onnx'
+    assert demo.main([clip_mp4, str(onnx), '--out', out]) == 1
+    assert 'exported model not found' in capsys.readouterr().err
+    onnx.write_bytes(b'')
+    assert demo.main([clip_mp4, str(onnx), 'best.pth', '--out', out]) == 1
+    assert 'drop the checkpoint' in capsys.readouterr().err
+    assert not osp.exists(out)
 
 
 def test_wrong_label_map(clip_mp4, tmp_path, capsys):
