@@ -25,3 +25,5 @@ model = dict(
 optim_wrapper = dict(optimizer=dict(lr=1e-5))
 auto_scale_lr = dict(base_batch_size=8)
 train_dataloader = dict(batch_size=1)
+# short of GPU memory: `--cfg-options model.backbone.with_cp=True` recomputes
+# every encoder block in the backward pass (same gradients, less memory)

@@ -137,8 +137,8 @@ def test_time_ordered_actor_features(actor_cells, temporal_pool):
     head.eval()
     features = []
     append = head._append_actors
-    head._append_actors = lambda x, f, b: append(x, features.append(f) or f,
-                                                 b)
+    head._append_actors = lambda x, f, *rest: append(
+        x, features.append(f) or f, *rest)
     rois = torch.tensor([[0., 0., 0., 40., 40.], [1., 8., 8., 60., 60.]])
     clip = torch.randn(2, 16, 4, 5, 6)
     with torch.no_grad():

@@ -27,6 +27,20 @@ def build(**kwargs):
     return model.eval()
 
 
+def saved_tensor_sizes(fn):
+    """Run ``fn()``; return the element counts of the tensors autograd saved
+    for the backward pass (outside checkpointed regions), and its result."""
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sizes, out
+
+
 def mmaction_vit(model):
     """mmaction2's VisionTransformer holding the same weights."""
     vit = MODELS.build(
@@ -188,14 +202,31 @@ def test_scores_carry_no_gradient_and_backward_works():
     assert model.blocks[0].attn.qkv.weight.grad is not None
 
 
-def test_with_cp_gives_same_gradients():
-    clip = torch.randn(1, 3, 8, 64, 64)
-    grads = []
+@pytest.mark.parametrize('fused', [True, False])
+def test_with_cp_gives_same_gradients(fused):
+    """Activation checkpointing of every block, both halves of the pruning
+    blocks included, with stochastic depth: same kept tokens, outputs and
+    gradients of every parameter."""
+    clip = torch.randn(2, 3, 8, 64, 64)
+    runs = []
     for with_cp in (False, True):
-        model = build(with_cp=with_cp).train()
-        model(clip).tokens.square().sum().backward()
-        grads.append(model.blocks[1].attn.qkv.weight.grad)
-    torch.testing.assert_close(grads[0], grads[1])
+        model = build(with_cp=with_cp, drop_path_rate=0.2).train()
+        model.set_fused_attn(fused)
+        torch.manual_seed(1)  # the same drop-path draws
+        saved, out = saved_tensor_sizes(lambda: model(clip))
+        loss = out.tokens.square().sum() + sum(
+            f.square().sum() for f in out.keyframe_feats)
+        loss.backward()
+        runs.append((out, len(saved),
+                     {n: p.grad for n, p in model.named_parameters()}))
+    (plain, plain_saved, plain_grads), (cp, cp_saved, cp_grads) = runs
+    assert cp_saved < plain_saved / 3  # the blocks kept no activations
+    assert torch.equal(plain.token_index, cp.token_index)
+    assert plain.tokens.shape[1] < 4 * 4 * 4
+    torch.testing.assert_close(plain.tokens, cp.tokens)
+    for name, grad in plain_grads.items():
+        assert grad is not None, name
+        torch.testing.assert_close(grad, cp_grads[name], msg=name)
 
 
 @pytest.mark.parametrize('kwargs, match', [

@@ -1,5 +1,7 @@
 """EVAD's ViT encoder with keyframe-centric token pruning."""
-from typing import List, NamedTuple, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import (Any, Callable, Iterator, List, NamedTuple, Optional,
+                    Sequence, Tuple, Union)
 
 import torch
 import torch.nn.functional as F
@@ -9,12 +11,16 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from evad_mm.registry import MODELS
-from evad_mm.utils.checkpoint import load_pretrained
+from evad_mm.utils.checkpoint import load_checkpoint
 from evad_mm.utils.typing_utils import (ConfigType, OptConfigType,
                                         OptMultiConfig)
-from ..layers.token_pruning import (gather_kept_tokens, keyframe_first_order,
-                                    keyframe_query_weights, per_layer,
-                                    select_non_keyframe_tokens)
+from ..layers.token_pruning import (PRUNING_STRATEGIES, gather_kept_tokens,
+                                    keyframe_first_order,
+                                    keyframe_query_weights,
+                                    keyframe_slice_tokens, per_layer,
+                                    random_non_keyframe_tokens,
+                                    select_non_keyframe_tokens,
+                                    select_tokens_unified)
 from ..layers.transformer import TransformerBlock, resize_position_table
 
 
@@ -32,7 +38,9 @@ class EVADBackboneOutput(NamedTuple):
             ``out_indices`` block, before the final norm.
         tokens (Tensor): (B, M, C) tokens after the final norm: the h*w
             keyframe tokens first (raster order), then the kept non-keyframe
-            tokens.
+            tokens. With ``pruning='unified'`` only the keyframe tokens that
+            survived come first (their number varies per sample), so
+            ``token_index`` alone says which token is where.
         token_index (Tensor): (B, M) int64 position of each token in the
             flattened (t, h, w) grid (t-major).
         grid (tuple[int]): (t, h, w).
@@ -67,6 +75,12 @@ class EVADViT(VisionTransformer):
     ``keyframe_weight``); ``ceil(keep_rate * N)`` tokens survive, all
     keyframe tokens among them, before the block's MLP.
 
+    The ranking (q k^T, softmax, scores, top-k) is computed in float32
+    without gradient, also under autocast. In training the outputs of the
+    pruning blocks come from fused attention, so no attention map is kept
+    for the backward pass (see :class:`~evad_mm.models.layers.Attention`).
+    The position table follows the tokens' dtype.
+
     Args:
         img_size (int): Frame size the position table was made for.
             Defaults to 224.
@@ -87,9 +101,22 @@ class EVADViT(VisionTransformer):
         keep_rate (float | Sequence[float]): rho in (0, 1], one value or one
             per prune layer. Defaults to 0.7. Changeable after training.
         keyframe_weight (float): w_kf > 0. Defaults to 1.
+        pruning (str): Which tokens a pruning block keeps, all with the
+            same count ``ceil(keep_rate * N)``: 'keyframe' (EVAD) ranks the
+            non-keyframe tokens by attention and keeps every keyframe
+            token; 'random' keeps as many non-keyframe tokens chosen
+            uniformly at random (torch's global generator, which mmengine
+            seeds from ``randomness.seed``; no attention scores needed, so
+            the block runs fused attention), in training and at test time;
+            'unified' ranks all tokens alike, so keyframe tokens may be
+            dropped: the keyframe maps for localization then hold zeros at
+            their positions. The last two (ablations of EVAD's Table 1b/1c)
+            need ``keyframe_weight=1``. Defaults to 'keyframe'.
         out_indices (Sequence[int]): Blocks whose keyframe tokens are
             returned for localization. Defaults to (2, 5, 8, 11).
-        with_cp (bool): Activation checkpointing of every block.
+        with_cp (bool): Activation checkpointing of every block (both
+            halves of a pruning block), for large models such as ViT-L:
+            the same gradients for less memory and another forward pass.
             Defaults to False.
         fused_attn (bool): Fused attention where no scores are needed.
             Defaults to True.
@@ -123,6 +150,7 @@ class EVADViT(VisionTransformer):
                  prune_layers: Sequence[int] = (3, 6, 9),
                  keep_rate: Union[float, Sequence[float]] = 0.7,
                  keyframe_weight: float = 1.0,
+                 pruning: str = 'keyframe',
                  out_indices: Sequence[int] = (2, 5, 8, 11),
                  with_cp: bool = False,
                  fused_attn: bool = True,
@@ -136,6 +164,16 @@ class EVADViT(VisionTransformer):
         if keyframe_weight <= 0:
             raise ValueError(
                 f'keyframe_weight must be > 0, got {keyframe_weight}.')
+        if pruning not in PRUNING_STRATEGIES:
+            raise ValueError(f'pruning={pruning!r}: choose one of '
+                             f'{PRUNING_STRATEGIES}.')
+        if pruning != 'keyframe' and keyframe_weight != 1:
+            raise ValueError(
+                f'keyframe_weight={keyframe_weight} weights the keyframe '
+                f"queries of the ranking, which pruning={pruning!r} does "
+                "not have ('random' ranks nothing, 'unified' treats "
+                "keyframe tokens as any other): set keyframe_weight=1, or "
+                "use pruning='keyframe'.")
         if init_cfg is None:
             init_cfg = DEFAULT_INIT
         super().__init__(
@@ -166,6 +204,8 @@ class EVADViT(VisionTransformer):
                                                 'out_indices')
         self.keep_rate = keep_rate
         self.keyframe_weight = float(keyframe_weight)
+        self.pruning = pruning
+        self._kept_token_records: Optional[list] = None
         self.with_cp = with_cp
         rates = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
         self.blocks = ModuleList([
@@ -196,12 +236,12 @@ class EVADViT(VisionTransformer):
             super().init_weights()
         finally:
             self.init_cfg = pretrained
-        load_pretrained(
+        load_checkpoint(
             self,
             pretrained['checkpoint'],
+            map_location=pretrained.get('map_location', 'cpu'),
             prefix=pretrained.get('prefix'),
-            may_miss=('norm.', 'fc_norm.', 'pos_embed'),
-            map_location=pretrained.get('map_location', 'cpu'))
+            may_miss=('norm.', 'fc_norm.', 'pos_embed'))
 
     @property
     def keep_rate(self) -> Tuple[float, ...]:
@@ -220,6 +260,28 @@ class EVADViT(VisionTransformer):
         """Switch all blocks between fused and eager attention."""
         for block in self.blocks:
             block.attn.fused_attn = fused
+
+    @contextmanager
+    def record_kept_tokens(self) -> Iterator[List[Tuple[Tensor, ...]]]:
+        """Record which tokens the pruning blocks keep.
+
+        Every forward pass inside the context appends one tuple to the list
+        it yields: for each block of ``prune_layers`` in order (also at keep
+        rate 1), the (B, M_l) ``token_index`` of the tokens after it. The
+        last one is the output's ``token_index``.
+
+        Example::
+
+            with model.backbone.record_kept_tokens() as kept:
+                model.test_step(data)
+            kept[0][1]  # (B, M) grid positions kept by the second layer
+        """
+        records: List[Tuple[Tensor, ...]] = []
+        previous, self._kept_token_records = self._kept_token_records, records
+        try:
+            yield records
+        finally:
+            self._kept_token_records = previous
 
     def _embed(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int, int]]:
         """(B, C, T, H, W) -> tokens (B, t*h*w, C) with positions, grid."""
@@ -256,10 +318,12 @@ class EVADViT(VisionTransformer):
                                           (h, w))
         return x + pos_embed.to(x.dtype), (T // self.tubelet_size, h, w)
 
-    def _run_block(self, block: TransformerBlock, x: Tensor) -> Tensor:
+    def _checkpointed(self, fn: Callable, x: Tensor, *args) -> Any:
+        """``fn(x, *args)``, under activation checkpointing with ``with_cp``
+        when ``x`` needs a gradient."""
         if self.with_cp and x.requires_grad:
-            return checkpoint(block, x, use_reentrant=False)
-        return block(x)
+            return checkpoint(fn, x, *args, use_reentrant=False)
+        return fn(x, *args)
 
     def forward(self, x: Tensor) -> Union[EVADBackboneOutput, Tensor]:
         """Encode a clip.
@@ -279,18 +343,26 @@ class EVADViT(VisionTransformer):
         x = x[:, order]
         token_index = order.unsqueeze(0).expand(x.shape[0], -1)
         keyframe_feats: List[Tensor] = []
+        kept_per_layer: List[Tensor] = []
         rates = dict(zip(self.prune_layers, self.keep_rate))
         for i, block in enumerate(self.blocks):
             if rates.get(i, 1.0) < 1.0:
                 x, token_index = self._prune_block(block, x, token_index,
                                                    num_key, rates[i])
             else:
-                x = self._run_block(block, x)
+                x = self._checkpointed(block, x)
+            if i in rates:
+                kept_per_layer.append(token_index)
             if i in self.out_indices:
+                key = x[:, :num_key]
+                if self.pruning == 'unified' and x.shape[1] < t * h * w:
+                    key = keyframe_slice_tokens(x, token_index, grid, t // 2)
                 # contiguous NCHW: mmcv's RoIAlign reads raw memory and
                 # silently mixes channels up on other layouts
-                keyframe_feats.append(x[:, :num_key].transpose(1, 2).reshape(
+                keyframe_feats.append(key.transpose(1, 2).reshape(
                     x.shape[0], -1, h, w).contiguous())
+        if self._kept_token_records is not None:
+            self._kept_token_records.append(tuple(kept_per_layer))
         if self.fc_norm is not None:
             return self.fc_norm(x.mean(1))
         return EVADBackboneOutput(
@@ -299,15 +371,23 @@ class EVADViT(VisionTransformer):
     def _prune_block(self, block: TransformerBlock, x: Tensor,
                      token_index: Tensor, num_key: int,
                      keep_rate: float) -> Tuple[Tensor, Tensor]:
-        """Attention on all N tokens, keep ceil(rho*N), then the MLP."""
-        weights = keyframe_query_weights(x.shape[1], num_key,
-                                         self.keyframe_weight, x.device)
-        x, scores = block.attention_residual(x, query_weights=weights)
-        keep = select_non_keyframe_tokens(scores, num_key, keep_rate)
+        """Attention on all N tokens, keep ceil(rho*N) as ``pruning``
+        chooses, then the MLP."""
+        if self.pruning == 'random':
+            x = self._checkpointed(block.attention_residual, x)[0]
+            keep = random_non_keyframe_tokens(x.shape[0], x.shape[1],
+                                              num_key, keep_rate, x.device)
+        else:
+            if self.pruning == 'unified':
+                num_key = 0  # no token protected, no query weighted
+            weights = keyframe_query_weights(x.shape[1], num_key,
+                                             self.keyframe_weight, x.device)
+            x, scores = self._checkpointed(block.attention_residual, x, None,
+                                           weights)
+            keep = select_non_keyframe_tokens(scores, num_key, keep_rate) \
+                if self.pruning == 'keyframe' else \
+                select_tokens_unified(scores, keep_rate)
         if keep is not None:
             x, token_index = gather_kept_tokens((x, token_index), keep,
                                                 num_key)
-        if self.with_cp and x.requires_grad:
-            return checkpoint(block.mlp_residual, x,
-                              use_reentrant=False), token_index
-        return block.mlp_residual(x), token_index
+        return self._checkpointed(block.mlp_residual, x), token_index

@@ -102,3 +102,91 @@ def per_layer(value: Union[float, Sequence[float]], num_layers: int,
             f'{name} has {len(value)} values but there are {num_layers} '
             f'pruning layers; give one float or one per prune layer.')
     return value
+
+
+# Which tokens a pruning block keeps (``EVADViT(pruning=...)``):
+# 'keyframe' ranks the non-keyframe tokens by attention and keeps every
+# keyframe token (EVAD); 'random' keeps as many non-keyframe tokens, chosen
+# uniformly at random; 'unified' ranks all tokens alike, keyframe included.
+PRUNING_STRATEGIES = ('keyframe', 'random', 'unified')
+
+
+@torch.no_grad()
+def random_non_keyframe_tokens(
+        batch_size: int,
+        num_tokens: int,
+        num_keyframe_tokens: int,
+        keep_rate: float,
+        device: Optional[torch.device] = None,
+        generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
+    """Non-keyframe tokens chosen uniformly at random, as many as
+    :func:`select_non_keyframe_tokens` keeps.
+
+    Args:
+        batch_size (int): B; every sample gets its own draw.
+        num_tokens (int): N, the current tokens (keyframe tokens first).
+        num_keyframe_tokens (int): Nk, all of which are kept.
+        keep_rate (float): rho in (0, 1].
+        device (torch.device, optional): Device of the indices.
+        generator (torch.Generator, optional): Random source on ``device``;
+            None uses torch's global generator (which mmengine seeds from
+            ``randomness.seed``).
+
+    Returns:
+        Tensor or None: (B, k - Nk) indices into the non-keyframe part, in
+        random order; None when nothing is pruned (k == N).
+    """
+    k = num_kept_tokens(num_tokens, keep_rate)
+    if k >= num_tokens:
+        return None
+    noise = torch.rand(batch_size, num_tokens - num_keyframe_tokens,
+                       device=device, generator=generator)
+    return noise.topk(max(k - num_keyframe_tokens, 0), dim=1).indices
+
+
+@torch.no_grad()
+def select_tokens_unified(scores: Tensor,
+                          keep_rate: float) -> Optional[Tensor]:
+    """Keep the ``ceil(rho * N)`` highest-scoring tokens of all, keyframe
+    tokens treated as any other (unified pruning, EVAD Table 1c).
+
+    Args:
+        scores (Tensor): (B, N) importance of every current token.
+        keep_rate (float): rho in (0, 1].
+
+    Returns:
+        Tensor or None: (B, k) indices into all N tokens in ascending order,
+        so that the kept tokens stay in their current order (keyframe
+        tokens, as many as survive, first); None when k == N. Use with
+        :func:`gather_kept_tokens` and ``num_keyframe_tokens=0``.
+    """
+    keep = select_non_keyframe_tokens(scores, 0, keep_rate)
+    return None if keep is None else keep.sort(dim=1).values
+
+
+def keyframe_slice_tokens(x: Tensor, token_index: Tensor,
+                          grid: Sequence[int], keyframe_index: int) -> Tensor:
+    """The tokens of one temporal slice on its full (h, w) grid, wherever
+    they are in the sequence.
+
+    Args:
+        x (Tensor): (B, M, C) tokens in any order.
+        token_index (Tensor): (B, M) int64 position of each token in the
+            flattened (t, h, w) grid (t-major).
+        grid (Sequence[int]): (t, h, w).
+        keyframe_index (int): The slice wanted.
+
+    Returns:
+        Tensor: (B, h*w, C) in raster order, zero at the positions of the
+        slice that no token of ``x`` holds.
+    """
+    _, h, w = grid
+    num_key = h * w
+    B, _, C = x.shape
+    local = token_index - keyframe_index * num_key
+    in_slice = (local >= 0) & (local < num_key)
+    # tokens of other slices all go to one extra slot, dropped after
+    slot = torch.where(in_slice, local, torch.full_like(local, num_key))
+    full = x.new_zeros(B, num_key + 1, C)
+    full = full.scatter(1, slot[..., None].expand(-1, -1, C), x)
+    return full[:, :num_key]

@@ -6,6 +6,7 @@ from mmaction.models.roi_heads.roi_extractors import SingleRoIExtractor3D
 from torch import Tensor
 
 from evad_mm.registry import MMDET_MODELS, MODELS
+from .float32_roi_extraction import extract_in_float32
 
 
 def extend_rois(rois: Tensor,
@@ -61,7 +62,8 @@ class ExtendedRoIExtractor3D(SingleRoIExtractor3D):
     swap it in. Boxes are first extended (see :func:`extend_rois`), then
     RoIAlign runs on every time slice, then the RoI features are pooled
     spatially and temporally as configured. EVAD: 7x7 RoIAlign (sampling 2,
-    aligned), spatial max, temporal mean, extension (0.4, 0.2).
+    aligned), spatial max, temporal mean, extension (0.4, 0.2). Under mixed
+    precision it runs in float32 (see :func:`extract_in_float32`).
 
     Args:
         extend_ratio (Sequence[float]): (x, y) box extension.
@@ -125,8 +127,19 @@ class ExtendedRoIExtractor3D(SingleRoIExtractor3D):
         Returns:
             tuple: RoI features (K, C, T', S, S), where pooled dimensions
             have size 1, and the (temporally pooled) feature map as
-            ``SingleRoIExtractor3D`` returns it.
+            ``SingleRoIExtractor3D`` returns it; computed in float32 for
+            float16 / bfloat16 maps (see :func:`extract_in_float32`) and
+            returned in their dtype.
         """
+        return extract_in_float32(self._extract, feat, rois, img_shapes)
+
+    def _extract(
+        self,
+        feat: Union[Tensor, Tuple[Tensor, ...]],
+        rois: Tensor,
+        img_shapes: Optional[Sequence[Sequence[int]]] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """:meth:`forward` in the dtype of ``feat``."""
         first = feat[0] if isinstance(feat, tuple) else feat
         if any(self.extend_ratio):
             rois = extend_rois(rois, self.extend_ratio, img_shapes,

@@ -127,6 +127,11 @@ class ContextRefinementHead(BaseModule):
             for _ in range(depth)
         ])
 
+    def set_fused_attn(self, fused: bool) -> None:
+        """Switch all decoder blocks between fused and eager attention."""
+        for block in self.blocks:
+            block.attn.fused_attn = fused
+
     def init_weights(self) -> None:
         """Truncated-normal Linear weights and mask token, unit LayerNorms."""
         super().init_weights()
@@ -255,8 +260,8 @@ class ContextRefinementHead(BaseModule):
     def forward(self,
                 feats: Union[Tensor, tuple],
                 rois: Tensor,
-                img_shapes: Optional[Sequence[Sequence[int]]] = None
-                ) -> List[Tensor]:
+                img_shapes: Optional[Sequence[Sequence[int]]] = None,
+                actor_mask: Optional[Tensor] = None) -> List[Tensor]:
         """Action logits of every decoder block.
 
         Args:
@@ -266,6 +271,11 @@ class ContextRefinementHead(BaseModule):
                 pixels.
             img_shapes (Sequence, optional): (H, W) of each unpadded image,
                 for clipping the extended boxes.
+            actor_mask (Tensor, optional): (K, ) bool. Only these boxes are
+                attended to (by the tokens and the boxes); the others still
+                get logits. The kept boxes' logits are then those of the
+                kept boxes alone, with a fixed K (an exported graph runs
+                every query and masks the non-actors).
 
         Returns:
             list[Tensor]: ``depth`` tensors of (K, num_classes - 1) logits.
@@ -288,7 +298,8 @@ class ContextRefinementHead(BaseModule):
             roi_feats = self.actor_proj(roi_feats)
         x = x + pos[place]
         seq, key_mask, slot = self._append_actors(x, roi_feats,
-                                                  rois[:, 0].long())
+                                                  rois[:, 0].long(),
+                                                  actor_mask)
         logits = []
         num_tokens = x.shape[1]
         batch_idx = rois[:, 0].long()
@@ -298,9 +309,11 @@ class ContextRefinementHead(BaseModule):
         return logits
 
     @staticmethod
-    def _append_actors(x: Tensor, roi_feats: Tensor, batch_idx: Tensor
+    def _append_actors(x: Tensor, roi_feats: Tensor, batch_idx: Tensor,
+                       actor_mask: Optional[Tensor] = None
                        ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
-        """Append each sample's box features after its tokens.
+        """Append each sample's box features after its tokens; boxes off
+        ``actor_mask`` (K, ) are masked out as keys.
 
         Returns:
             tuple: sequence (B, M + n_max, C), key mask (B, M + n_max) or
@@ -316,9 +329,9 @@ class ContextRefinementHead(BaseModule):
         boxes = x.new_zeros(B, n_max, C)
         boxes[batch_idx, slot] = roi_feats.to(x.dtype)
         valid = x.new_zeros(B, n_max, dtype=torch.bool)
-        valid[batch_idx, slot] = True
+        valid[batch_idx, slot] = True if actor_mask is None else actor_mask
         key_mask = None
-        if not bool(valid.all()):
+        if actor_mask is not None or not bool(valid.all()):
             key_mask = torch.cat([valid.new_ones(B, M), valid], dim=1)
         return torch.cat([x, boxes], dim=1), key_mask, slot
 
@@ -359,8 +372,9 @@ class ContextRefinementHead(BaseModule):
     def predict(self,
                 feats: Union[Tensor, tuple],
                 rois: Tensor,
-                img_shapes: Optional[Sequence[Sequence[int]]] = None
-                ) -> Tensor:
-        """(K, num_classes) probabilities of the last block, column 0 zero."""
-        probs = self(feats, rois, img_shapes)[-1].sigmoid()
+                img_shapes: Optional[Sequence[Sequence[int]]] = None,
+                actor_mask: Optional[Tensor] = None) -> Tensor:
+        """(K, num_classes) probabilities of the last block, column 0 zero
+        (``actor_mask``: see :meth:`forward`)."""
+        probs = self(feats, rois, img_shapes, actor_mask)[-1].sigmoid()
         return F.pad(probs, (1, 0))
