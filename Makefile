@@ -9,9 +9,17 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): tools/install.sh setup.cfg pyproject.toml requirements/constraints.txt requirements/runtime.txt requirements/tests.txt
+$(STAMP): tools/install.sh setup.cfg pyproject.toml requirements/constraints.txt requirements/runtime.txt requirements/tests.txt requirements/deploy.txt
 	VENV=$(VENV) PYTHON=$(PYTHON) bash tools/install.sh
 	touch $@
+
+# `EVAD_MM_CUDA=0|1 make install` chooses mmcv's ops again: always run the
+# script then (it skips what is already installed as asked).
+ifneq ($(EVAD_MM_CUDA),)
+$(STAMP): FORCE
+endif
+.PHONY: FORCE
+FORCE:
 
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
