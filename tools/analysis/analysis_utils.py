@@ -2,7 +2,7 @@
 default input shape and their common command-line options."""
 import argparse
 import warnings
-from typing import List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from torch import nn
 
@@ -77,3 +77,17 @@ def default_shape(model: nn.Module) -> List[int]:
         size = size[0]
     size = int(size or 224)
     return [int(getattr(backbone, 'num_frames', 16)), size, size]
+
+
+def format_value(x: Any, spec: str) -> str:
+    """``format(x, spec)``, or '-' for a value that was not measured."""
+    return '-' if x is None else format(x, spec)
+
+
+def format_columns(rows: Sequence[Sequence[str]]) -> str:
+    """Right-aligned text table; the first row is the header, underlined."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ['  '.join(c.rjust(w) for c, w in zip(row, widths))
+             for row in rows]
+    lines.insert(1, '-' * len(lines[0]))
+    return '\n'.join(lines)

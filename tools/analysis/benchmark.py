@@ -65,7 +65,7 @@ from torch import nn
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # analysis_utils
 from analysis_utils import (add_model_arguments, build_detector,  # noqa: E402
-                            default_shape)
+                            default_shape, format_columns, format_value)
 
 AMP_DTYPES = dict(fp16=torch.float16, bf16=torch.bfloat16)
 
@@ -333,20 +333,14 @@ def format_table(report: Dict[str, Any]) -> str:
             'paired', 'peak_mem_MB', 'peak_rss_MB')
     rows = [head]
     for r in report['results']:
-        def fmt(x, spec):
-            return '-' if x is None else format(x, spec)
         rows.append((f"{r['keep_rate']:g}", r['attention'],
-                     fmt(r['clips_per_s'], '.3f'),
-                     fmt(r['ms_per_clip'], '.0f'),
-                     fmt(r['speedup'], '.3f') + 'x',
-                     fmt(r['speedup_paired'], '.3f') + 'x',
-                     fmt(r['peak_mem_mb'], '.0f'),
-                     fmt(r['peak_rss_mb'], '.0f')))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ['  '.join(c.rjust(w) for c, w in zip(row, widths))
-             for row in rows]
-    lines.insert(1, '-' * len(lines[0]))
-    return '\n'.join(lines)
+                     format_value(r['clips_per_s'], '.3f'),
+                     format_value(r['ms_per_clip'], '.0f'),
+                     format_value(r['speedup'], '.3f') + 'x',
+                     format_value(r['speedup_paired'], '.3f') + 'x',
+                     format_value(r['peak_mem_mb'], '.0f'),
+                     format_value(r['peak_rss_mb'], '.0f')))
+    return format_columns(rows)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

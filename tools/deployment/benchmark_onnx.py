@@ -52,7 +52,8 @@ import torch
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(HERE))
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
-from analysis_utils import build_detector, default_shape  # noqa: E402
+from analysis_utils import (build_detector, default_shape,  # noqa: E402
+                            format_columns, format_value)
 from benchmark import (_reset_rss_hwm, _rss_hwm_mb, make_samples,  # noqa
                        make_step, peak_memory)
 
@@ -287,21 +288,14 @@ def format_table(report: Dict[str, Any]) -> str:
             'peak_rss_growth_MB', 'tensor_peak_MB')
     rows = [head]
 
-    def fmt(x, spec):
-        return '-' if x is None else format(x, spec)
-
     for r in report['results']:
         rows.append((r['backend'], f"{r['keep_rate']:g}",
-                     fmt(r['clips_per_s'], '.3f'),
-                     fmt(r['vs_pytorch'], '.2f') + 'x',
-                     fmt(r['actors_per_call'], 'd'),
-                     fmt(r['peak_rss_growth_mb'], '.0f'),
-                     fmt(r['tensor_peak_mb'], '.0f')))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ['  '.join(c.rjust(w) for c, w in zip(row, widths))
-             for row in rows]
-    lines.insert(1, '-' * len(lines[0]))
-    return '\n'.join(lines)
+                     format_value(r['clips_per_s'], '.3f'),
+                     format_value(r['vs_pytorch'], '.2f') + 'x',
+                     format_value(r['actors_per_call'], 'd'),
+                     format_value(r['peak_rss_growth_mb'], '.0f'),
+                     format_value(r['tensor_peak_mb'], '.0f')))
+    return format_columns(rows)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Optional[Dict[str, Any]]:
