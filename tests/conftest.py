@@ -70,6 +70,33 @@ def export_toy_onnx(path, clip_shape, seed=0):
     return str(path)
 
 
+# the data part of a config on a generated toy set (tools/make_toy_ava.py):
+# ``.format(base=<config to inherit>, data=<its out_dir>)``
+TOY_DATA_CONFIG = '''
+_base_ = [{base!r}]
+ann_root = {data!r} + '/annotations'
+paths = dict(label_file=ann_root + '/action_list.pbtxt',
+             data_prefix=dict(img={data!r} + '/rawframes'))
+loader = dict(batch_size=2, num_workers=0, persistent_workers=False)
+train_dataloader = dict(
+    **loader,
+    dataset=dict(ann_file=ann_root + '/train.csv',
+                 exclude_file=ann_root + '/train_excluded_timestamps.csv',
+                 **paths))
+val_dataloader = dict(
+    **loader,
+    dataset=dict(ann_file=ann_root + '/val.csv',
+                 exclude_file=ann_root + '/val_excluded_timestamps.csv',
+                 **paths))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    ann_file=ann_root + '/val.csv',
+    exclude_file=ann_root + '/val_excluded_timestamps.csv',
+    label_file=ann_root + '/action_list.pbtxt')
+test_evaluator = val_evaluator
+'''
+
+
 TOY_EVAD_LAYOUT = osp.join(REPO, 'tests', 'configs',
                            'evad_toy_ava_evad_layout.py')
 

@@ -8,33 +8,12 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from tests.conftest import REPO, load_tool
+from tests.conftest import REPO, TOY_DATA_CONFIG, load_tool
 
 CONFIG = osp.join(REPO, 'configs', 'evad_toy_ava_16f.py')
 
 # the 16-frame toy config on a tiny generated set, two iterations
-TEST_CONFIG = '''
-_base_ = [{base!r}]
-ann_root = {data!r} + '/annotations'
-paths = dict(label_file=ann_root + '/action_list.pbtxt',
-             data_prefix=dict(img={data!r} + '/rawframes'))
-loader = dict(batch_size=2, num_workers=0, persistent_workers=False)
-train_dataloader = dict(
-    **loader,
-    dataset=dict(ann_file=ann_root + '/train.csv',
-                 exclude_file=ann_root + '/train_excluded_timestamps.csv',
-                 **paths))
-val_dataloader = dict(
-    **loader,
-    dataset=dict(ann_file=ann_root + '/val.csv',
-                 exclude_file=ann_root + '/val_excluded_timestamps.csv',
-                 **paths))
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    ann_file=ann_root + '/val.csv',
-    exclude_file=ann_root + '/val_excluded_timestamps.csv',
-    label_file=ann_root + '/action_list.pbtxt')
-test_evaluator = val_evaluator
+TEST_CONFIG = TOY_DATA_CONFIG + '''
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2,
                  val_interval=2)
 param_scheduler = [

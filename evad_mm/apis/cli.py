@@ -10,7 +10,7 @@ from .inference import is_exported_model
 
 __all__ = [
     'MODEL_HELP', 'add_inference_args', 'require_positive', 'check_model',
-    'build_inferencer', 'print_error'
+    'build_inferencer', 'print_error', 'cfg_options_dict'
 ]
 
 MODEL_HELP = 'EVAD config file, or an exported MODEL.onnx (no checkpoint)'
@@ -71,7 +71,9 @@ def check_model(config: str, checkpoint: Optional[str]) -> Optional[str]:
     return None
 
 
-def _cfg_options(options: Optional[Sequence[str]]) -> Optional[dict]:
+def cfg_options_dict(options: Optional[Sequence[str]]) -> Optional[dict]:
+    """``--cfg-options`` ``KEY=VALUE`` strings as mmengine's ``DictAction``
+    parses them, or None for none."""
     if not options:
         return None
     from mmengine.config import DictAction
@@ -89,7 +91,7 @@ def build_inferencer(args: argparse.Namespace, **kwargs):
         args.config,
         args.checkpoint,
         args.device,
-        cfg_options=_cfg_options(args.cfg_options),
+        cfg_options=cfg_options_dict(args.cfg_options),
         label_map=args.label_map,
         score_thr=args.score_thr,
         actor_thr=args.actor_thr,
