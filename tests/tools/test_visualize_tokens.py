@@ -91,6 +91,31 @@ def test_pictures_and_their_sizes(files, tmp_path, capsys):
     assert not (out / 'actor_2_attention.png').exists()
 
 
+def test_palette_pictures(files, tmp_path, capsys):
+    from PIL import Image
+    config, checkpoint, video = files
+    pictures = {}
+    for colors in (None, 16):
+        out = tmp_path / f'colors{colors}'
+        extra = [] if colors is None else ['--colors', str(colors)]
+        assert vis.main([config, checkpoint, video, '--out', str(out),
+                         '--keyframe', '1.5', '--max-actors', '1',
+                         '--actor-thr', '0', *extra]) == 0
+        pictures[colors] = Image.open(out / 'kept_tokens.png')
+    full, palette = pictures[None], pictures[16]
+    assert (full.mode, palette.mode) == ('RGB', 'P')
+    assert palette.size == full.size
+    assert len(palette.getcolors()) <= 16
+    # the same picture, up to the palette's rounding
+    diff = np.abs(np.asarray(palette.convert('RGB'), np.int16) -
+                  np.asarray(full, np.int16))
+    assert diff.mean() < 12
+    with pytest.raises(SystemExit):
+        vis.main([config, checkpoint, video, '--out', str(tmp_path),
+                  '--colors', '1'])
+    capsys.readouterr()
+
+
 def test_drawn_mask_is_the_backbones_token_index(files, inferencer,
                                                  inspection):
     from evad_mm.apis import load_video

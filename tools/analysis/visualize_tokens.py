@@ -5,7 +5,7 @@ Usage::
 
     python tools/analysis/visualize_tokens.py CONFIG CHECKPOINT VIDEO \\
         --out DIR [--keyframe SECONDS] [--keep-rate RHO] [--max-actors N] \\
-        [--width PIXELS] [--device cpu] [--short-side N] \\
+        [--width PIXELS] [--colors N] [--device cpu] [--short-side N] \\
         [--cfg-options KEY=VALUE ...]
 
 The clip is taken around the keyframe and goes through the config's test
@@ -360,8 +360,16 @@ def draw_actor_attention(info: TokenInspection, actor: int,
     return _with_header(_layout([row]), info.titles[actor])
 
 
-def save_rgb(path: str, image: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 RGB picture (PNG by the extension)."""
+def save_rgb(path: str, image: np.ndarray,
+             colors: Optional[int] = None) -> None:
+    """Write an (H, W, 3) uint8 RGB picture (PNG by the extension); with
+    ``colors``, as a palette PNG of at most that many colours (no dither),
+    a few times smaller."""
+    if colors is not None:
+        from PIL import Image
+        Image.fromarray(np.ascontiguousarray(image)).quantize(
+            colors, dither=Image.Dither.NONE).save(path, optimize=True)
+        return
     import mmcv
     if not mmcv.imwrite(np.ascontiguousarray(image[..., ::-1]), path):
         raise OSError(f'could not write {path}')
@@ -390,9 +398,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'highest person score first')
     parser.add_argument('--width', type=int, default=640,
                         help='width of each picture in pixels')
+    parser.add_argument(
+        '--colors', type=int, default=None, metavar='N',
+        help='save palette PNGs of at most N (2-256) colours, a few times '
+        'smaller (default: full RGB)')
     add_inference_args(parser)
     args = parser.parse_args(argv)
     require_positive(parser, args, ('max_actors', 'width', 'max_labels'))
+    if args.colors is not None and not 2 <= args.colors <= 256:
+        parser.error('--colors must lie in 2..256')
     return args
 
 
@@ -435,7 +449,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             info, a, args.width)
     written = [osp.join(args.out, name) for name in pictures]
     for path, image in zip(written, pictures.values()):
-        save_rgb(path, image)
+        save_rgb(path, image, args.colors)
     t, h, w = info.grid
     kept = ', '.join(f'block {layer}: {int(k.sum())}'
                      for layer, k in zip(info.prune_layers, info.kept))
