@@ -53,6 +53,21 @@ def write_mp4(path, clip, fps):
     return str(path)
 
 
+def random_checkpoint(config, path, seed=0):
+    """Save the model of ``config`` with random weights (torch seed
+    ``seed``) as an mmengine checkpoint at ``path``; return the path as a
+    string."""
+    import warnings
+
+    from evad_mm.apis import RandomWeightsWarning, init_detector
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RandomWeightsWarning)
+        model = init_detector(str(config))
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
 def export_toy_onnx(path, clip_shape, seed=0):
     """configs/evad_toy_ava.py with random weights (``seed``) exported to
     ONNX at ``path`` for (T, H, W) = ``clip_shape`` clips; the test is
@@ -74,9 +89,10 @@ def export_toy_onnx(path, clip_shape, seed=0):
 # ``.format(base=<config to inherit>, data=<its out_dir>)``
 TOY_DATA_CONFIG = '''
 _base_ = [{base!r}]
-ann_root = {data!r} + '/annotations'
+data_root = {data!r}
+ann_root = data_root + '/annotations'
 paths = dict(label_file=ann_root + '/action_list.pbtxt',
-             data_prefix=dict(img={data!r} + '/rawframes'))
+             data_prefix=dict(img=data_root + '/rawframes'))
 loader = dict(batch_size=2, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
     **loader,

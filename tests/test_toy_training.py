@@ -13,17 +13,14 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from tests.conftest import REPO, TOY_EVAD_LAYOUT, load_tool
+from tests.conftest import REPO, TOY_DATA_CONFIG, TOY_EVAD_LAYOUT, load_tool
 
 PY = sys.executable
 MIM = osp.join(osp.dirname(PY), 'mim')
 
 # A smaller EVAD and 64x80 clips (no flip, so runs are comparable), iteration
 # based; everything else comes from configs/evad_toy_ava.py.
-TEST_CONFIG = '''
-_base_ = [{base!r}]
-data_root = {data!r}
-ann_root = data_root + '/annotations'
+TEST_CONFIG = TOY_DATA_CONFIG + '''
 model = dict(
     backbone=dict(img_size=64, embed_dims=64, depth=4, prune_layers=(1, 2),
                   out_indices=(0, 1, 2, 3)),
@@ -37,27 +34,10 @@ pipeline = [
     dict(type='FormatShape', input_format='NCTHW', collapse=True),
     dict(type='PackActionInputs')
 ]
-paths = dict(
-    label_file=ann_root + '/action_list.pbtxt',
-    data_prefix=dict(img=data_root + '/rawframes'),
-    pipeline=pipeline)
-train_dataloader = dict(
-    batch_size={batch}, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(ann_file=ann_root + '/train.csv',
-                 exclude_file=ann_root + '/train_excluded_timestamps.csv',
-                 **paths))
-val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(ann_file=ann_root + '/val.csv',
-                 exclude_file=ann_root + '/val_excluded_timestamps.csv',
-                 **paths))
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    ann_file=ann_root + '/val.csv',
-    exclude_file=ann_root + '/val_excluded_timestamps.csv',
-    label_file=ann_root + '/action_list.pbtxt')
-test_evaluator = val_evaluator
+train_dataloader.update(
+    batch_size={batch}, sampler=dict(type='DefaultSampler', shuffle=False))
+for loader in (train_dataloader, val_dataloader):
+    loader['dataset']['pipeline'] = pipeline
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters},
                  val_interval={val_interval})
 # plain SGD: an update is the gradient itself, so a wrongly synchronised

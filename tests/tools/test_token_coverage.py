@@ -3,13 +3,12 @@ on the ground-truth actors, on a tiny EVAD over a generated toy set."""
 import json
 import math
 import os.path as osp
-import warnings
 
 import numpy as np
 import pytest
-import torch
 
-from tests.conftest import REPO, TOY_DATA_CONFIG, load_tool
+from tests.conftest import (REPO, TOY_DATA_CONFIG, load_tool,
+                            random_checkpoint)
 
 cov = load_tool('analysis', 'token_coverage')
 
@@ -59,7 +58,6 @@ def test_count_clip():
 
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
-    from evad_mm.apis import RandomWeightsWarning, init_detector
     root = tmp_path_factory.mktemp('token_coverage')
     load_tool('make_toy_ava').make_toy_ava(
         str(root / 'data'), videos=4, seconds=5, seed=1)
@@ -67,13 +65,8 @@ def files(tmp_path_factory):
     config.write_text(
         TINY.format(base=osp.join(REPO, 'configs', 'evad_toy_ava.py'),
                     data=str(root / 'data')))
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RandomWeightsWarning)
-        model = init_detector(str(config))
-    checkpoint = root / 'tiny.pth'
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
-    return str(config), str(checkpoint)
+    checkpoint = random_checkpoint(config, root / 'tiny.pth')
+    return str(config), checkpoint
 
 
 def run(files, capsys, *options):

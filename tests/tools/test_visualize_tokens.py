@@ -4,14 +4,14 @@ clip (and the shared demo video when present)."""
 import dataclasses
 import math
 import os.path as osp
-import warnings
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO, load_tool, moving_square_clip, write_mp4
+from tests.conftest import (REPO, load_tool, moving_square_clip,
+                            random_checkpoint, write_mp4)
 
 vis = load_tool('analysis', 'visualize_tokens')
 
@@ -36,20 +36,14 @@ test_dataloader = val_dataloader
 
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
-    from evad_mm.apis import RandomWeightsWarning, init_detector
     root = tmp_path_factory.mktemp('vis_tokens')
     config = root / 'tiny.py'
     config.write_text(
         TINY.format(base=osp.join(REPO, 'configs', 'evad_toy_ava.py')))
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RandomWeightsWarning)
-        model = init_detector(str(config))
-    checkpoint = root / 'tiny.pth'
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    checkpoint = random_checkpoint(config, root / 'tiny.pth')
     clip = moving_square_clip(30, (64, 96), slice(16, 48), 4, 24, 2)
     video = write_mp4(root / 'clip.mp4', clip, 10)
-    return str(config), str(checkpoint), video
+    return str(config), checkpoint, video
 
 
 @pytest.fixture(scope='module')
