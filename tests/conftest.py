@@ -113,6 +113,25 @@ test_evaluator = val_evaluator
 '''
 
 
+# configs/evad_toy_ava.py's model, smaller, and a pipeline of 64 px short
+# side clips for it (``pipeline``, not set anywhere by this block)
+TINY_TOY_MODEL = '''
+pipeline = [
+    dict(type='SampleAVAFrames', clip_len=8, frame_interval=2,
+         test_mode=True),
+    dict(type='RawFrameDecode'),
+    dict(type='Resize', scale=(-1, 64), keep_ratio=True),
+    dict(type='FormatShape', input_format='NCTHW', collapse=True),
+    dict(type='PackActionInputs')
+]
+model = dict(
+    backbone=dict(img_size=64, embed_dims=64, depth=4, prune_layers=(1, 2),
+                  out_indices=(0, 1, 2, 3)),
+    neck=dict(in_channels=64),
+    action_head=dict(in_channels=64, embed_dims=64, pos_grid=(4, 4, 4)))
+'''
+
+
 TOY_EVAD_LAYOUT = osp.join(REPO, 'tests', 'configs',
                            'evad_toy_ava_evad_layout.py')
 

@@ -13,7 +13,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from tests.conftest import REPO, TOY_DATA_CONFIG, TOY_EVAD_LAYOUT, load_tool
+from tests.conftest import (REPO, TINY_TOY_MODEL, TOY_DATA_CONFIG,
+                            TOY_EVAD_LAYOUT, load_tool)
 
 PY = sys.executable
 MIM = osp.join(osp.dirname(PY), 'mim')
@@ -21,19 +22,7 @@ MIM = osp.join(osp.dirname(PY), 'mim')
 # A smaller EVAD and 64x80 clips (no flip, so runs are comparable), iteration
 # based; everything else comes from configs/evad_toy_ava.py.
 TEST_CONFIG = TOY_DATA_CONFIG + '''
-model = dict(
-    backbone=dict(img_size=64, embed_dims=64, depth=4, prune_layers=(1, 2),
-                  out_indices=(0, 1, 2, 3)),
-    neck=dict(in_channels=64),
-    action_head=dict(in_channels=64, embed_dims=64, pos_grid=(4, 4, 4)))
-pipeline = [
-    dict(type='SampleAVAFrames', clip_len=8, frame_interval=2,
-         test_mode=True),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=(-1, 64), keep_ratio=True),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')
-]
+''' + TINY_TOY_MODEL + '''
 train_dataloader.update(
     batch_size={batch}, sampler=dict(type='DefaultSampler', shuffle=False))
 for loader in (train_dataloader, val_dataloader):

@@ -7,25 +7,15 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from tests.conftest import (REPO, TOY_DATA_CONFIG, load_tool,
-                            random_checkpoint)
+from tests.conftest import (REPO, TINY_TOY_MODEL, TOY_DATA_CONFIG,
+                            load_tool, random_checkpoint)
 
 cov = load_tool('analysis', 'token_coverage')
 
 # the toy config, smaller: 64 px short side, 4 slices of 4 x 6 tokens
 TINY = TOY_DATA_CONFIG + '''
-model = dict(
-    backbone=dict(img_size=64, embed_dims=64, depth=4, prune_layers=(1, 2),
-                  out_indices=(0, 1, 2, 3)),
-    neck=dict(in_channels=64),
-    action_head=dict(in_channels=64, embed_dims=64, pos_grid=(4, 4, 6)))
-val_dataloader['dataset']['pipeline'] = [
-    dict(type='SampleAVAFrames', clip_len=8, frame_interval=2,
-         test_mode=True),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=(-1, 64), keep_ratio=True),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')]
+''' + TINY_TOY_MODEL + '''
+val_dataloader['dataset']['pipeline'] = pipeline
 '''
 
 

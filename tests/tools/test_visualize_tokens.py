@@ -10,26 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import (REPO, load_tool, moving_square_clip,
-                            random_checkpoint, write_mp4)
+from tests.conftest import (REPO, TINY_TOY_MODEL, load_tool,
+                            moving_square_clip, random_checkpoint,
+                            write_mp4)
 
 vis = load_tool('analysis', 'visualize_tokens')
 
 # the toy config, smaller (64 px short side: 4 x 4 x 6 tokens)
 TINY = '''
 _base_ = [{base!r}]
-model = dict(
-    backbone=dict(img_size=64, embed_dims=64, depth=4, prune_layers=(1, 2),
-                  out_indices=(0, 1, 2, 3)),
-    neck=dict(in_channels=64),
-    action_head=dict(in_channels=64, embed_dims=64, pos_grid=(4, 4, 4)))
-val_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='SampleAVAFrames', clip_len=8, frame_interval=2,
-         test_mode=True),
-    dict(type='RawFrameDecode'),
-    dict(type='Resize', scale=(-1, 64), keep_ratio=True),
-    dict(type='FormatShape', input_format='NCTHW', collapse=True),
-    dict(type='PackActionInputs')]))
+''' + TINY_TOY_MODEL + '''
+val_dataloader = dict(dataset=dict(pipeline=pipeline))
 test_dataloader = val_dataloader
 '''
 
