@@ -85,6 +85,19 @@ def export_toy_onnx(path, clip_shape, seed=0):
     return str(path)
 
 
+# a tiny EVADViT: 8x64x64 clips, 4 slices of 4x4 tokens, pruning after
+# blocks 1 and 2
+TINY_EVADVIT = dict(
+    type='EVADViT',
+    img_size=64,
+    embed_dims=32,
+    depth=4,
+    num_heads=4,
+    num_frames=8,
+    prune_layers=(1, 2),
+    out_indices=(0, 1, 2, 3),
+    keep_rate=0.7)
+
 # the data part of a config on a generated toy set (tools/make_toy_ava.py):
 # ``.format(base=<config to inherit>, data=<its out_dir>)``
 TOY_DATA_CONFIG = '''

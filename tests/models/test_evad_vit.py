@@ -7,17 +7,9 @@ import torch
 
 import evad_mm  # noqa: F401
 from evad_mm.registry import MODELS
+from tests.conftest import TINY_EVADVIT
 
-TINY = dict(
-    type='EVADViT',
-    img_size=64,
-    embed_dims=32,
-    depth=4,
-    num_heads=4,
-    num_frames=8,
-    prune_layers=(1, 2),
-    out_indices=(0, 1, 2, 3),
-    keep_rate=0.7)
+TINY = TINY_EVADVIT
 
 
 def build(**kwargs):

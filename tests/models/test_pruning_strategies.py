@@ -12,19 +12,10 @@ from evad_mm.models.layers.token_pruning import (PRUNING_STRATEGIES,
                                                  select_non_keyframe_tokens,
                                                  select_tokens_unified)
 from evad_mm.registry import MODELS
-from tests.conftest import action_samples, toy_model_cfg
+from tests.conftest import TINY_EVADVIT, action_samples, toy_model_cfg
 
 # 4 slices of 4x4 tokens: N = 64, Nk = 16
-TINY = dict(
-    type='EVADViT',
-    img_size=64,
-    embed_dims=32,
-    depth=4,
-    num_heads=4,
-    num_frames=8,
-    prune_layers=(1, 2),
-    out_indices=(0, 1, 2, 3),
-    keep_rate=0.7)
+TINY = TINY_EVADVIT
 GRID = (4, 4, 4)
 NUM_KEY = 16
 KEYFRAME = set(range(2 * NUM_KEY, 3 * NUM_KEY))  # slice t // 2 = 2
