@@ -10,6 +10,7 @@ from .inference import is_exported_model
 
 __all__ = [
     'MODEL_HELP', 'add_inference_args', 'require_positive', 'check_model',
+    'check_inputs',
     'build_inferencer', 'print_error', 'cfg_options_dict'
 ]
 
@@ -56,6 +57,15 @@ def require_positive(parser: argparse.ArgumentParser,
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
+
+
+def check_inputs(video: str, config: str,
+                 checkpoint: Optional[str]) -> Optional[str]:
+    """What is wrong with a video file and the model arguments (before
+    anything heavy is imported), or None."""
+    if not osp.exists(video):
+        return f'video file not found: {video}'
+    return check_model(config, checkpoint)
 
 
 def check_model(config: str, checkpoint: Optional[str]) -> Optional[str]:

@@ -45,7 +45,7 @@ if REPO not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, REPO)
 
 from evad_mm.apis.cli import (add_inference_args,  # noqa: E402
-                              build_inferencer, check_model, print_error,
+                              build_inferencer, check_inputs, print_error,
                               require_positive)
 
 # RGB; pruned patches keep this fraction of their brightness
@@ -412,9 +412,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    if not osp.exists(args.video):
-        return print_error(f'video file not found: {args.video}')
-    problem = check_model(args.config, args.checkpoint)
+    problem = check_inputs(args.video, args.config, args.checkpoint)
     if problem:
         return print_error(problem)
 
